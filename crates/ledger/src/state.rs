@@ -96,7 +96,7 @@ pub struct Transfer {
 }
 
 /// A hold that is still pending.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Hold {
     pub id: TransferId,
     pub debit: AccountId,

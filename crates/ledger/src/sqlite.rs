@@ -1,0 +1,1085 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the only write connection and the live [`LedgerState`]. Requests reach it
+//! through a bounded queue; it takes everything queued (up to [`BATCH_COMMANDS_MAX`] commands),
+//! applies each command against the in-memory state, writes the rows in one transaction, commits
+//! (one fsync for the whole batch: group commit), and only then answers every request in the
+//! batch. If the commit fails, nothing in the batch is acknowledged and the in-memory state is
+//! reloaded from disk, so memory never runs ahead of what is durable.
+//!
+//! Readers use their own connections; WAL lets them read the last committed state while the
+//! writer works.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::oneshot;
+use tributary_core::registry::{
+    Account, AccountKind, Contribution, ContributionStatus, Datanet, Model, ModelSpec,
+};
+use tributary_core::{AccountId, Amount, ContributionId, DatanetId, EvmAddress, ModelId, TransferId};
+
+use crate::Clock;
+use crate::state::{
+    Balances, Hold, InvariantViolation, LedgerError, LedgerOp, LedgerState, Transfer, TransferKind, replay,
+};
+use crate::store::{
+    BATCH_COMMANDS_MAX, Command, LedgerSummary, Outcome, Request, Store, StoreError, StoreStats,
+    SystemAccounts,
+};
+
+/// Submissions that may wait for the writer; beyond this the store answers "overloaded".
+pub const QUEUE_SUBMISSIONS_MAX: usize = 65_536;
+/// Read connections kept open for reuse.
+const READERS_IDLE_MAX: usize = 8;
+/// The writer wakes at least this often to expire holds.
+const EXPIRY_POLL_MS_MAX: u64 = 250;
+
+const SYSTEM_ACCOUNTS: SystemAccounts =
+    SystemAccounts { external: AccountId(1), protocol: AccountId(2), validators_pool: AccountId(3) };
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    payout_address TEXT,
+    api_key_hash BLOB UNIQUE,
+    debits_posted TEXT NOT NULL,
+    credits_posted TEXT NOT NULL,
+    debits_pending TEXT NOT NULL,
+    credits_pending TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE transfers (
+    id INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    debit_account INTEGER NOT NULL,
+    credit_account INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    pending_id INTEGER,
+    expires_at_ms INTEGER,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX transfers_debit ON transfers (debit_account, id);
+CREATE INDEX transfers_credit ON transfers (credit_account, id);
+CREATE TABLE holds (
+    id INTEGER PRIMARY KEY,
+    debit_account INTEGER NOT NULL,
+    credit_account INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE datanets (
+    id INTEGER PRIMARY KEY,
+    owner INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    license TEXT NOT NULL,
+    pool_account INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE contributions (
+    id INTEGER PRIMARY KEY,
+    datanet INTEGER NOT NULL,
+    contributor INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    source TEXT,
+    content_hash BLOB NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX contributions_datanet ON contributions (datanet, id);
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY,
+    owner INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE idempotency (
+    scope INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    outcome TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+"#];
+
+enum Message {
+    Submit(Vec<Request>, oneshot::Sender<Result<Vec<Result<Outcome, StoreError>>, StoreError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Default)]
+struct Stats {
+    batches: AtomicU64,
+    commands: AtomicU64,
+    commit_micros_total: AtomicU64,
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: SyncSender<Message>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(error.to_string())
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, checks the persisted ledger against its
+    /// transfer history, and starts the writer.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
+        let mut conn = open_connection(path).map_err(internal)?;
+        migrate(&mut conn).map_err(internal)?;
+        let writer_state = WriterState::load(&conn, clock.now_ms())?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_SUBMISSIONS_MAX);
+        let stats = Arc::new(Stats::default());
+        let writer_stats = Arc::clone(&stats);
+        let handle = std::thread::Builder::new()
+            .name("tributary-writer".into())
+            .spawn(move || {
+                Writer { conn, state: writer_state, clock, stats: writer_stats }.run(receiver);
+            })
+            .map_err(internal)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            sender,
+            readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(Some(handle)),
+            stats,
+        })
+    }
+
+    /// Queues requests for the writer and returns where the answer will arrive, without waiting.
+    pub fn submit(
+        &self,
+        requests: Vec<Request>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Result<Outcome, StoreError>>, StoreError>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        match self.sender.try_send(Message::Submit(requests, reply)) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::ShuttingDown),
+        }
+    }
+
+    /// Applies requests, blocking the calling thread until they are durable (for non-async callers).
+    pub fn execute_batch_blocking(
+        &self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        self.submit(requests)?.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    fn shutdown_blocking(&self) {
+        // Joining a thread is allowed inside an async runtime; waiting on a channel there is not.
+        let (reply, _done) = oneshot::channel();
+        let _ = self.sender.send(Message::Shutdown(reply));
+        let handle = self.writer.lock().expect("writer lock").take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = match self.readers.lock().expect("readers lock").pop() {
+            Some(conn) => conn,
+            None => open_connection(&self.path).map_err(internal)?,
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = query(&conn);
+            (conn, result)
+        })
+        .await
+        .map_err(internal)?;
+        let mut readers = self.readers.lock().expect("readers lock");
+        if readers.len() < READERS_IDLE_MAX {
+            readers.push(conn);
+        }
+        result
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.shutdown_blocking();
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn execute_batch(
+        &self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        if requests.len() > BATCH_COMMANDS_MAX {
+            return Err(StoreError::Invalid(format!("a batch holds at most {BATCH_COMMANDS_MAX} commands")));
+        }
+        self.submit(requests)?.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    fn system_accounts(&self) -> SystemAccounts {
+        SYSTEM_ACCOUNTS
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            batches: self.stats.batches.load(Ordering::Relaxed),
+            commands: self.stats.commands.load(Ordering::Relaxed),
+            commit_micros_total: self.stats.commit_micros_total.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(&format!("{ACCOUNT_SELECT} WHERE id = ?1"), [id.0 as i64], account_from_row)
+                .optional()
+                .map_err(internal)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn account_by_key_hash(
+        &self,
+        key_hash: [u8; 32],
+    ) -> Result<Option<(AccountId, AccountKind)>, StoreError> {
+        self.read(move |conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row("SELECT id, kind FROM accounts WHERE api_key_hash = ?1", [&key_hash[..]], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+                .map_err(internal)?;
+            row.map(|(id, kind)| Ok((AccountId(id as u64), parse_kind(&kind)?))).transpose()
+        })
+        .await
+    }
+
+    async fn operator(&self) -> Result<Option<AccountId>, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT id FROM accounts WHERE kind = 'operator'", [], |row| row.get::<_, i64>(0))
+                .optional()
+                .map(|id| id.map(|id| AccountId(id as u64)))
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn datanet(&self, id: DatanetId) -> Result<Option<Datanet>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(&format!("{DATANET_SELECT} WHERE d.id = ?1"), [id.0 as i64], datanet_from_row)
+                .optional()
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn datanets(&self) -> Result<Vec<Datanet>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!("{DATANET_SELECT} ORDER BY d.id")).map_err(internal)?;
+            let rows = statement.query_map([], datanet_from_row).map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn contribution(&self, id: ContributionId) -> Result<Option<Contribution>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT id, datanet, contributor, title, body, source, content_hash, status, reason, created_at_ms
+                 FROM contributions WHERE id = ?1",
+                [id.0 as i64],
+                |row| {
+                    let hash: Vec<u8> = row.get(6)?;
+                    let status: String = row.get(7)?;
+                    Ok((
+                        Contribution {
+                            id: ContributionId(row.get::<_, i64>(0)? as u64),
+                            datanet: DatanetId(row.get::<_, i64>(1)? as u64),
+                            contributor: AccountId(row.get::<_, i64>(2)? as u64),
+                            title: row.get(3)?,
+                            text: row.get(4)?,
+                            source: row.get(5)?,
+                            content_hash: hash.as_slice().try_into().unwrap_or([0; 32]),
+                            status: ContributionStatus::Accepted,
+                            reason: row.get(8)?,
+                            created_at_ms: row.get::<_, i64>(9)? as u64,
+                        },
+                        status,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(internal)?
+            .map(|(mut contribution, status)| {
+                contribution.status = ContributionStatus::parse(&status)
+                    .ok_or_else(|| internal(format!("unknown contribution status {status:?}")))?;
+                Ok(contribution)
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn model(&self, id: ModelId) -> Result<Option<Model>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(&format!("{MODEL_SELECT} WHERE id = ?1"), [id.0 as i64], model_from_row)
+                .optional()
+                .map_err(internal)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn models(&self) -> Result<Vec<Model>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!("{MODEL_SELECT} ORDER BY id")).map_err(internal)?;
+            let rows = statement.query_map([], model_from_row).map_err(internal)?;
+            rows.map(|row| row.map_err(internal)?).collect()
+        })
+        .await
+    }
+
+    async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(&format!("{TRANSFER_SELECT} WHERE id = ?1"), [id.0 as i64], transfer_from_row)
+                .optional()
+                .map_err(internal)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare(&format!(
+                    "{TRANSFER_SELECT} WHERE debit_account = ?1 OR credit_account = ?1 ORDER BY id DESC LIMIT ?2"
+                ))
+                .map_err(internal)?;
+            let rows = statement.query_map(params![account.0 as i64, limit], transfer_from_row).map_err(internal)?;
+            rows.map(|row| row.map_err(internal)?).collect()
+        })
+        .await
+    }
+
+    async fn ledger_summary(&self) -> Result<LedgerSummary, StoreError> {
+        self.read(|conn| {
+            let state = load_ledger(conn)?;
+            state.check_invariants().map_err(internal)?;
+            let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).map_err(internal);
+            Ok(LedgerSummary {
+                totals: state.totals().map_err(internal)?,
+                accounts: count("SELECT COUNT(*) FROM accounts")? as u64,
+                transfers: count("SELECT COUNT(*) FROM transfers")? as u64,
+                holds_pending: count("SELECT COUNT(*) FROM holds")? as u64,
+            })
+        })
+        .await
+    }
+
+    async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.sender.send(Message::Shutdown(reply)).is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+const ACCOUNT_SELECT: &str = "SELECT id, kind, name, payout_address, debits_posted, credits_posted, \
+     debits_pending, credits_pending, created_at_ms FROM accounts";
+const DATANET_SELECT: &str = "SELECT d.id, d.owner, d.name, d.description, d.license, d.pool_account, \
+     d.created_at_ms, (SELECT COUNT(*) FROM contributions c WHERE c.datanet = d.id) FROM datanets d";
+const MODEL_SELECT: &str = "SELECT id, owner, spec, created_at_ms FROM models";
+const TRANSFER_SELECT: &str = "SELECT id, kind, debit_account, credit_account, amount, pending_id, \
+     expires_at_ms, created_at_ms FROM transfers";
+
+fn parse_kind(text: &str) -> Result<AccountKind, StoreError> {
+    AccountKind::parse(text).ok_or_else(|| internal(format!("unknown account kind {text:?}")))
+}
+
+fn parse_units(text: &str) -> Result<u128, StoreError> {
+    text.parse::<u128>().map_err(|_| internal(format!("stored amount {text:?} is not an integer")))
+}
+
+fn balances_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<[String; 4]> {
+    Ok([row.get(first)?, row.get(first + 1)?, row.get(first + 2)?, row.get(first + 3)?])
+}
+
+fn parse_balances(texts: &[String; 4]) -> Result<Balances, StoreError> {
+    Ok(Balances {
+        debits_posted: parse_units(&texts[0])?,
+        credits_posted: parse_units(&texts[1])?,
+        debits_pending: parse_units(&texts[2])?,
+        credits_pending: parse_units(&texts[3])?,
+    })
+}
+
+fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account, StoreError>> {
+    let kind: String = row.get(1)?;
+    let address: Option<String> = row.get(3)?;
+    let balances = balances_from_row(row, 4)?;
+    let id = AccountId(row.get::<_, i64>(0)? as u64);
+    let name: String = row.get(2)?;
+    let created_at_ms = row.get::<_, i64>(8)? as u64;
+    Ok((|| {
+        let balances = parse_balances(&balances)?;
+        Ok(Account {
+            id,
+            kind: parse_kind(&kind)?,
+            name,
+            payout_address: address.map(|a| a.parse::<EvmAddress>().map_err(internal)).transpose()?,
+            balance: Amount(balances.available()),
+            held: Amount(balances.debits_pending),
+            created_at_ms,
+        })
+    })())
+}
+
+fn datanet_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Datanet> {
+    Ok(Datanet {
+        id: DatanetId(row.get::<_, i64>(0)? as u64),
+        owner: AccountId(row.get::<_, i64>(1)? as u64),
+        name: row.get(2)?,
+        description: row.get(3)?,
+        license: row.get(4)?,
+        pool_account: AccountId(row.get::<_, i64>(5)? as u64),
+        created_at_ms: row.get::<_, i64>(6)? as u64,
+        contributions: row.get::<_, i64>(7)? as u64,
+    })
+}
+
+fn model_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Model, StoreError>> {
+    let spec: String = row.get(2)?;
+    let id = ModelId(row.get::<_, i64>(0)? as u64);
+    let owner = AccountId(row.get::<_, i64>(1)? as u64);
+    let created_at_ms = row.get::<_, i64>(3)? as u64;
+    Ok(serde_json::from_str::<ModelSpec>(&spec)
+        .map(|spec| Model { id, owner, spec, created_at_ms })
+        .map_err(internal))
+}
+
+fn transfer_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Transfer, StoreError>> {
+    let kind: i64 = row.get(1)?;
+    let amount: String = row.get(4)?;
+    let id = TransferId(row.get::<_, i64>(0)? as u64);
+    let debit = AccountId(row.get::<_, i64>(2)? as u64);
+    let credit = AccountId(row.get::<_, i64>(3)? as u64);
+    let pending_id = row.get::<_, Option<i64>>(5)?.map(|id| TransferId(id as u64));
+    let expires_at_ms = row.get::<_, Option<i64>>(6)?.map(|ms| ms as u64);
+    let created_at_ms = row.get::<_, i64>(7)? as u64;
+    Ok((|| {
+        Ok(Transfer {
+            id,
+            kind: TransferKind::from_code(kind)
+                .ok_or_else(|| internal(format!("unknown transfer kind {kind}")))?,
+            debit,
+            credit,
+            amount: Amount(parse_units(&amount)?),
+            pending_id,
+            expires_at_ms,
+            created_at_ms,
+        })
+    })())
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let accounts: i64 = tx.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?;
+    if accounts == 0 {
+        for (id, kind, name) in [
+            (SYSTEM_ACCOUNTS.external, AccountKind::External, "external"),
+            (SYSTEM_ACCOUNTS.protocol, AccountKind::Protocol, "protocol"),
+            (SYSTEM_ACCOUNTS.validators_pool, AccountKind::ValidatorsPool, "validators pool"),
+        ] {
+            insert_account(&tx, id, kind, name, None, None, 0)?;
+        }
+    }
+    tx.commit()
+}
+
+fn insert_account(
+    tx: &Connection,
+    id: AccountId,
+    kind: AccountKind,
+    name: &str,
+    payout_address: Option<EvmAddress>,
+    api_key_hash: Option<&[u8; 32]>,
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO accounts (id, kind, name, payout_address, api_key_hash, debits_posted, credits_posted,
+         debits_pending, credits_pending, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, '0', '0', '0', '0', ?6)",
+    )?
+    .execute(params![
+        id.0 as i64,
+        kind.as_str(),
+        name,
+        payout_address.map(|a| a.to_string()),
+        api_key_hash.map(|h| &h[..]),
+        now_ms as i64
+    ])?;
+    Ok(())
+}
+
+/// Loads the persisted ledger and checks it against its own history: the stored balances and holds
+/// must be exactly what replaying every transfer gives.
+fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
+    let next_transfer_id: i64 = conn
+        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM transfers", [], |row| row.get(0))
+        .map_err(internal)?;
+    let mut state = LedgerState::new(next_transfer_id as u64);
+    let mut statement = conn
+        .prepare(
+            "SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending FROM accounts",
+        )
+        .map_err(internal)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, balances_from_row(row, 2)?))
+        })
+        .map_err(internal)?;
+    let mut kinds = Vec::new();
+    for row in rows {
+        let (id, kind, balances) = row.map_err(internal)?;
+        let kind = parse_kind(&kind)?;
+        kinds.push((AccountId(id as u64), kind));
+        state.add_account(AccountId(id as u64), kind, parse_balances(&balances)?);
+    }
+    let mut statement = conn
+        .prepare("SELECT id, debit_account, credit_account, amount, expires_at_ms FROM holds")
+        .map_err(internal)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(internal)?;
+    for row in rows {
+        let (id, debit, credit, amount, expires_at_ms) = row.map_err(internal)?;
+        state.restore_hold(Hold {
+            id: TransferId(id as u64),
+            debit: AccountId(debit as u64),
+            credit: AccountId(credit as u64),
+            amount: parse_units(&amount)?,
+            expires_at_ms: expires_at_ms as u64,
+        });
+    }
+    let mut statement = conn.prepare(&format!("{TRANSFER_SELECT} ORDER BY id")).map_err(internal)?;
+    let transfers = statement
+        .query_map([], transfer_from_row)
+        .map_err(internal)?
+        .map(|row| row.map_err(internal)?)
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let replayed = replay(kinds, &transfers).map_err(internal)?;
+    let violation = |what: String| {
+        internal(InvariantViolation(format!("persisted ledger disagrees with its history: {what}")))
+    };
+    for (id, account) in state.accounts() {
+        let expected = replayed.account(*id).map(|a| a.balances);
+        if expected != Some(account.balances) {
+            return Err(violation(format!(
+                "account {id} stored {:?}, history gives {expected:?}",
+                account.balances
+            )));
+        }
+    }
+    let stored_holds: HashSet<Hold> = state.holds().copied().collect();
+    let replayed_holds: HashSet<Hold> = replayed.holds().copied().collect();
+    if stored_holds != replayed_holds {
+        return Err(violation("pending holds differ".into()));
+    }
+    state.check_invariants().map_err(internal)?;
+    Ok(state)
+}
+
+/// What the writer keeps in memory besides the ledger.
+struct WriterState {
+    ledger: LedgerState,
+    datanets: HashSet<DatanetId>,
+    operator: Option<AccountId>,
+    next_account_id: u64,
+    next_datanet_id: u64,
+    next_contribution_id: u64,
+    next_model_id: u64,
+}
+
+impl WriterState {
+    fn load(conn: &Connection, _now_ms: u64) -> Result<WriterState, StoreError> {
+        let ledger = load_ledger(conn)?;
+        let next = |table: &str| -> Result<u64, StoreError> {
+            conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {table}"), [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|id| id as u64)
+            .map_err(internal)
+        };
+        let mut statement = conn.prepare("SELECT id FROM datanets").map_err(internal)?;
+        let datanets = statement
+            .query_map([], |row| row.get::<_, i64>(0).map(|id| DatanetId(id as u64)))
+            .map_err(internal)?
+            .collect::<rusqlite::Result<HashSet<_>>>()
+            .map_err(internal)?;
+        let operator = conn
+            .query_row("SELECT id FROM accounts WHERE kind = 'operator'", [], |row| row.get::<_, i64>(0))
+            .optional()
+            .map_err(internal)?
+            .map(|id| AccountId(id as u64));
+        Ok(WriterState {
+            ledger,
+            datanets,
+            operator,
+            next_account_id: next("accounts")?,
+            next_datanet_id: next("datanets")?,
+            next_contribution_id: next("contributions")?,
+            next_model_id: next("models")?,
+        })
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    state: WriterState,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Stats>,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Result<Outcome, StoreError>>, StoreError>>;
+
+impl Writer {
+    fn run(mut self, receiver: Receiver<Message>) {
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            let wait_ms = match self.state.ledger.next_expiry_ms() {
+                Some(at) => at.saturating_sub(self.clock.now_ms()).clamp(1, EXPIRY_POLL_MS_MAX),
+                None => EXPIRY_POLL_MS_MAX,
+            };
+            let mut batch: Vec<(Vec<Request>, Reply)> = Vec::new();
+            let mut commands = 0usize;
+            match receiver.recv_timeout(Duration::from_millis(wait_ms)) {
+                Ok(Message::Submit(requests, reply)) => {
+                    commands += requests.len();
+                    batch.push((requests, reply));
+                }
+                Ok(Message::Shutdown(reply)) => shutdown = Some(reply),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Group commit: take whatever else is already waiting, up to one batch.
+            while commands < BATCH_COMMANDS_MAX {
+                match receiver.try_recv() {
+                    Ok(Message::Submit(requests, reply)) => {
+                        commands += requests.len();
+                        batch.push((requests, reply));
+                    }
+                    Ok(Message::Shutdown(reply)) => shutdown = Some(reply),
+                    Err(_) => break,
+                }
+            }
+            let expiry_due = self.state.ledger.next_expiry_ms().is_some_and(|at| at <= self.clock.now_ms());
+            if !batch.is_empty() || expiry_due {
+                self.commit_batch(batch);
+            }
+            if let Some(reply) = shutdown.take() {
+                // Everything queued before the shutdown request is applied before it is answered.
+                let mut rest = Vec::new();
+                while let Ok(message) = receiver.try_recv() {
+                    if let Message::Submit(requests, reply) = message {
+                        rest.push((requests, reply));
+                    }
+                }
+                if !rest.is_empty() {
+                    self.commit_batch(rest);
+                }
+                let _ = reply.send(());
+                break;
+            }
+        }
+        tracing::debug!("ledger writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<(Vec<Request>, Reply)>) {
+        let started = Instant::now();
+        let now_ms = self.clock.now_ms();
+        let commands: usize = batch.iter().map(|(requests, _)| requests.len()).sum();
+        match self.apply_and_commit(&batch, now_ms) {
+            Ok(results) => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
+                self.stats
+                    .commit_micros_total
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                for ((_, reply), results) in batch.into_iter().zip(results) {
+                    let _ = reply.send(Ok(results));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, commands, "batch failed to commit; reloading state from disk");
+                for (_, reply) in batch {
+                    let _ =
+                        reply.send(Err(StoreError::Internal("the write could not be made durable".into())));
+                }
+                match WriterState::load(&self.conn, now_ms) {
+                    Ok(state) => self.state = state,
+                    Err(error) => panic!("cannot reload ledger after a failed commit: {error}"),
+                }
+            }
+        }
+    }
+
+    fn apply_and_commit(
+        &mut self,
+        batch: &[(Vec<Request>, Reply)],
+        now_ms: u64,
+    ) -> Result<Vec<Vec<Result<Outcome, StoreError>>>, rusqlite::Error> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut touched: HashSet<AccountId> = HashSet::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for (requests, _) in batch {
+            let mut submission_results = Vec::with_capacity(requests.len());
+            for request in requests {
+                submission_results.push(apply_request(&tx, &mut self.state, request, now_ms, &mut touched)?);
+            }
+            results.push(submission_results);
+        }
+        for transfer in self.state.ledger.expire(now_ms) {
+            record_transfer(&tx, &transfer, &mut touched)?;
+        }
+        let mut update = tx.prepare_cached(
+            "UPDATE accounts SET debits_posted = ?2, credits_posted = ?3, debits_pending = ?4, credits_pending = ?5
+             WHERE id = ?1",
+        )?;
+        for id in &touched {
+            let balances = self.state.ledger.account(*id).expect("touched accounts exist").balances;
+            update.execute(params![
+                id.0 as i64,
+                balances.debits_posted.to_string(),
+                balances.credits_posted.to_string(),
+                balances.debits_pending.to_string(),
+                balances.credits_pending.to_string(),
+            ])?;
+        }
+        drop(update);
+        tx.commit()?;
+        Ok(results)
+    }
+}
+
+/// Applies one request inside the batch transaction. The outer error is a storage failure that
+/// aborts the whole batch; the inner result is the request's own.
+fn apply_request(
+    tx: &Transaction<'_>,
+    state: &mut WriterState,
+    request: &Request,
+    now_ms: u64,
+    touched: &mut HashSet<AccountId>,
+) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    if let Some(key) = &request.idempotency {
+        let previous: Option<(Vec<u8>, String)> = tx
+            .prepare_cached("SELECT request_hash, outcome FROM idempotency WHERE scope = ?1 AND key = ?2")?
+            .query_row(params![key.scope.0 as i64, key.key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((hash, outcome)) = previous {
+            if hash != key.request_hash {
+                return Ok(Err(StoreError::IdempotencyConflict(key.key.clone())));
+            }
+            return Ok(serde_json::from_str(&outcome).map_err(internal));
+        }
+    }
+    let result = apply_command(tx, state, &request.command, now_ms, touched)?;
+    if let (Ok(outcome), Some(key)) = (&result, &request.idempotency) {
+        let outcome = serde_json::to_string(outcome).expect("outcomes serialize");
+        tx.prepare_cached(
+            "INSERT INTO idempotency (scope, key, request_hash, outcome, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![key.scope.0 as i64, key.key, &key.request_hash[..], outcome, now_ms as i64])?;
+    }
+    Ok(result)
+}
+
+fn apply_command(
+    tx: &Transaction<'_>,
+    state: &mut WriterState,
+    command: &Command,
+    now_ms: u64,
+    touched: &mut HashSet<AccountId>,
+) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    let is_person = |state: &WriterState, id: AccountId| -> Result<(), StoreError> {
+        match state.ledger.account(id).map(|a| a.kind) {
+            Some(AccountKind::User | AccountKind::Operator) => Ok(()),
+            Some(_) => Err(StoreError::Invalid(format!("{id} is an internal account of the node"))),
+            None => Err(StoreError::NotFound { what: "account", id: id.to_string() }),
+        }
+    };
+    let result = match command {
+        Command::CreateAccount { kind, name, payout_address, api_key_hash } => {
+            if !matches!(kind, AccountKind::User | AccountKind::Operator) {
+                return Ok(Err(StoreError::Invalid("only user and operator accounts can be created".into())));
+            }
+            if *kind == AccountKind::Operator && state.operator.is_some() {
+                return Ok(Err(StoreError::Invalid("this node already has an operator".into())));
+            }
+            let id = AccountId(state.next_account_id);
+            insert_account(tx, id, *kind, name, *payout_address, Some(api_key_hash), now_ms)?;
+            state.next_account_id += 1;
+            state.ledger.add_account(id, *kind, Balances::default());
+            if *kind == AccountKind::Operator {
+                state.operator = Some(id);
+            }
+            Ok(Outcome::AccountCreated(id))
+        }
+        Command::SetPayoutAddress { account, payout_address } => match is_person(state, *account) {
+            Err(error) => Err(error),
+            Ok(()) => {
+                tx.prepare_cached("UPDATE accounts SET payout_address = ?2 WHERE id = ?1")?
+                    .execute(params![account.0 as i64, payout_address.map(|a| a.to_string())])?;
+                Ok(Outcome::PayoutAddressSet(*account))
+            }
+        },
+        Command::CreateDatanet { owner, name, description, license } => match is_person(state, *owner) {
+            Err(error) => Err(error),
+            Ok(()) => {
+                let id = DatanetId(state.next_datanet_id);
+                let pool = AccountId(state.next_account_id);
+                insert_account(
+                    tx,
+                    pool,
+                    AccountKind::DatanetPool,
+                    &format!("pool of {id}"),
+                    None,
+                    None,
+                    now_ms,
+                )?;
+                tx.prepare_cached(
+                    "INSERT INTO datanets (id, owner, name, description, license, pool_account, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![id.0 as i64, owner.0 as i64, name, description, license, pool.0 as i64, now_ms as i64])?;
+                state.next_datanet_id += 1;
+                state.next_account_id += 1;
+                state.ledger.add_account(pool, AccountKind::DatanetPool, Balances::default());
+                state.datanets.insert(id);
+                Ok(Outcome::DatanetCreated(id))
+            }
+        },
+        Command::AddContribution { datanet, contributor, contribution } => {
+            if !state.datanets.contains(datanet) {
+                Err(StoreError::NotFound { what: "datanet", id: datanet.to_string() })
+            } else if let Err(error) = is_person(state, *contributor) {
+                Err(error)
+            } else {
+                let id = ContributionId(state.next_contribution_id);
+                let hash = blake3::hash(contribution.text.as_bytes());
+                let status = ContributionStatus::Accepted;
+                tx.prepare_cached(
+                    "INSERT INTO contributions (id, datanet, contributor, title, body, source, content_hash, status,
+                     reason, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+                )?
+                .execute(params![
+                    id.0 as i64,
+                    datanet.0 as i64,
+                    contributor.0 as i64,
+                    contribution.title,
+                    contribution.text,
+                    contribution.source,
+                    &hash.as_bytes()[..],
+                    status.as_str(),
+                    now_ms as i64
+                ])?;
+                state.next_contribution_id += 1;
+                Ok(Outcome::ContributionAdded { id, status: status.into(), reason: None })
+            }
+        }
+        Command::CreateModel { owner, spec } => {
+            let missing = spec.datanets.iter().find(|d| !state.datanets.contains(d));
+            if let Some(missing) = missing {
+                Err(StoreError::NotFound { what: "datanet", id: missing.to_string() })
+            } else if let Err(error) = spec.split.validate() {
+                Err(StoreError::Invalid(error.to_string()))
+            } else if let Err(error) = is_person(state, *owner) {
+                Err(error)
+            } else {
+                let id = ModelId(state.next_model_id);
+                tx.prepare_cached(
+                    "INSERT INTO models (id, owner, name, spec, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    id.0 as i64,
+                    owner.0 as i64,
+                    spec.name,
+                    serde_json::to_string(spec).expect("specs serialize"),
+                    now_ms as i64
+                ])?;
+                state.next_model_id += 1;
+                Ok(Outcome::ModelCreated(id))
+            }
+        }
+        Command::Deposit { account, amount } => match is_person(state, *account) {
+            Err(error) => Err(error),
+            Ok(()) => ledger_op(
+                tx,
+                state,
+                LedgerOp::Transfer { debit: SYSTEM_ACCOUNTS.external, credit: *account, amount: *amount },
+                now_ms,
+                touched,
+            )?,
+        },
+        Command::Transfer { from, to, amount } => {
+            match is_person(state, *from).and_then(|()| receivable(state, *to)) {
+                Err(error) => Err(error),
+                Ok(()) => ledger_op(
+                    tx,
+                    state,
+                    LedgerOp::Transfer { debit: *from, credit: *to, amount: *amount },
+                    now_ms,
+                    touched,
+                )?,
+            }
+        }
+        Command::Hold { from, to, amount, timeout_ms } => {
+            match is_person(state, *from).and_then(|()| receivable(state, *to)) {
+                Err(error) => Err(error),
+                Ok(()) => ledger_op(
+                    tx,
+                    state,
+                    LedgerOp::Hold { debit: *from, credit: *to, amount: *amount, timeout_ms: *timeout_ms },
+                    now_ms,
+                    touched,
+                )?,
+            }
+        }
+        Command::PostHold { caller, hold, amount } => match state.ledger.hold(*hold) {
+            None => Err(StoreError::Ledger(LedgerError::HoldNotPending(*hold))),
+            Some(pending) if pending.debit != *caller => {
+                Err(StoreError::Forbidden(format!("only the account that placed hold {hold} can post it")))
+            }
+            Some(_) => {
+                ledger_op(tx, state, LedgerOp::Post { hold: *hold, amount: *amount }, now_ms, touched)?
+            }
+        },
+        Command::VoidHold { caller, hold } => match state.ledger.hold(*hold) {
+            None => Err(StoreError::Ledger(LedgerError::HoldNotPending(*hold))),
+            Some(pending) if pending.debit != *caller && pending.credit != *caller => {
+                Err(StoreError::Forbidden(format!("only the parties of hold {hold} can void it")))
+            }
+            Some(_) => ledger_op(tx, state, LedgerOp::Void { hold: *hold }, now_ms, touched)?,
+        },
+    };
+    Ok(result)
+}
+
+/// Money may be paid to any account but the external one (withdrawals are not transfers).
+fn receivable(state: &WriterState, id: AccountId) -> Result<(), StoreError> {
+    match state.ledger.account(id).map(|a| a.kind) {
+        Some(AccountKind::External) => {
+            Err(StoreError::Invalid(format!("{id} is the node's external account")))
+        }
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound { what: "account", id: id.to_string() }),
+    }
+}
+
+fn ledger_op(
+    tx: &Transaction<'_>,
+    state: &mut WriterState,
+    op: LedgerOp,
+    now_ms: u64,
+    touched: &mut HashSet<AccountId>,
+) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    match state.ledger.apply(op, now_ms) {
+        Ok(transfer) => {
+            record_transfer(tx, &transfer, touched)?;
+            Ok(Ok(Outcome::Transfer(transfer)))
+        }
+        Err(error) => Ok(Err(StoreError::Ledger(error))),
+    }
+}
+
+fn record_transfer(
+    tx: &Transaction<'_>,
+    transfer: &Transfer,
+    touched: &mut HashSet<AccountId>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO transfers (id, kind, debit_account, credit_account, amount, pending_id, expires_at_ms,
+         created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        transfer.id.0 as i64,
+        transfer.kind.as_code(),
+        transfer.debit.0 as i64,
+        transfer.credit.0 as i64,
+        transfer.amount.0.to_string(),
+        transfer.pending_id.map(|id| id.0 as i64),
+        transfer.expires_at_ms.map(|ms| ms as i64),
+        transfer.created_at_ms as i64,
+    ])?;
+    match transfer.kind {
+        TransferKind::Pending => {
+            tx.prepare_cached(
+                "INSERT INTO holds (id, debit_account, credit_account, amount, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                transfer.id.0 as i64,
+                transfer.debit.0 as i64,
+                transfer.credit.0 as i64,
+                transfer.amount.0.to_string(),
+                transfer.expires_at_ms.map(|ms| ms as i64),
+            ])?;
+        }
+        TransferKind::PostPending | TransferKind::VoidPending | TransferKind::ExpirePending => {
+            let hold = transfer.pending_id.expect("resolutions name their hold");
+            tx.prepare_cached("DELETE FROM holds WHERE id = ?1")?.execute([hold.0 as i64])?;
+        }
+        TransferKind::Posted => {}
+    }
+    touched.insert(transfer.debit);
+    touched.insert(transfer.credit);
+    Ok(())
+}

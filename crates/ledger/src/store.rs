@@ -1,0 +1,239 @@
+//! The storage trait: everything the server asks of a backend, in domain terms. Backends (the
+//! embedded SQLite store now, PostgreSQL later) implement it; callers never see SQL.
+//!
+//! Writes are [`Command`]s. A backend applies them atomically, each with its own result, and
+//! acknowledges a command only once it is durable. A command may carry an idempotency key: the
+//! first successful outcome is stored with the key in the same transaction, and a retry with the
+//! same key and the same request returns that outcome without a second effect. A failed command
+//! stores nothing, so it can be retried.
+
+use tributary_core::registry::{
+    Account, AccountKind, Contribution, ContributionStatus, Datanet, Model, ModelSpec,
+};
+use tributary_core::{AccountId, Amount, ContributionId, DatanetId, EvmAddress, ModelId, TransferId};
+
+use crate::state::{LedgerError, Totals, Transfer};
+
+/// Most commands applied in one durable batch (one fsync). TigerBeetle's batch size.
+pub const BATCH_COMMANDS_MAX: usize = 8190;
+/// Longest idempotency key accepted.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+
+/// A write to the store.
+#[derive(Clone, Debug)]
+pub enum Command {
+    CreateAccount {
+        kind: AccountKind,
+        name: String,
+        payout_address: Option<EvmAddress>,
+        api_key_hash: [u8; 32],
+    },
+    SetPayoutAddress {
+        account: AccountId,
+        payout_address: Option<EvmAddress>,
+    },
+    CreateDatanet {
+        owner: AccountId,
+        name: String,
+        description: String,
+        license: String,
+    },
+    AddContribution {
+        datanet: DatanetId,
+        contributor: AccountId,
+        contribution: NewContribution,
+    },
+    CreateModel {
+        owner: AccountId,
+        spec: ModelSpec,
+    },
+    /// Money from outside the ledger: debits the external account.
+    Deposit {
+        account: AccountId,
+        amount: Amount,
+    },
+    /// Moves money from `from` to `to`; `from` is always the authenticated caller.
+    Transfer {
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+    },
+    /// Holds money of `from` payable to `to` until posted, voided or expired.
+    Hold {
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+        timeout_ms: u64,
+    },
+    /// Posts a hold; only the account the hold debits may post it.
+    PostHold {
+        caller: AccountId,
+        hold: TransferId,
+        amount: Option<Amount>,
+    },
+    /// Voids a hold; either party of the hold may void it.
+    VoidHold {
+        caller: AccountId,
+        hold: TransferId,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct NewContribution {
+    pub title: String,
+    pub text: String,
+    pub source: Option<String>,
+}
+
+/// A command with its optional idempotency key.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub command: Command,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl From<Command> for Request {
+    fn from(command: Command) -> Request {
+        Request { command, idempotency: None }
+    }
+}
+
+/// A client-chosen key, scoped to the calling account, with a hash of the request it was first
+/// used for (so that reusing a key for a different request is detected).
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey {
+    pub scope: AccountId,
+    pub key: String,
+    pub request_hash: [u8; 32],
+}
+
+/// The result of a successful command.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    AccountCreated(AccountId),
+    PayoutAddressSet(AccountId),
+    DatanetCreated(DatanetId),
+    ContributionAdded { id: ContributionId, status: ContributionStatusCode, reason: Option<String> },
+    ModelCreated(ModelId),
+    Transfer(Transfer),
+}
+
+/// A [`ContributionStatus`] that can be stored with an outcome.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContributionStatusCode {
+    Accepted,
+    Pending,
+    Flagged,
+    Rejected,
+}
+
+impl From<ContributionStatus> for ContributionStatusCode {
+    fn from(status: ContributionStatus) -> Self {
+        match status {
+            ContributionStatus::Accepted => Self::Accepted,
+            ContributionStatus::Pending => Self::Pending,
+            ContributionStatus::Flagged => Self::Flagged,
+            ContributionStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
+impl From<ContributionStatusCode> for ContributionStatus {
+    fn from(status: ContributionStatusCode) -> Self {
+        match status {
+            ContributionStatusCode::Accepted => Self::Accepted,
+            ContributionStatusCode::Pending => Self::Pending,
+            ContributionStatusCode::Flagged => Self::Flagged,
+            ContributionStatusCode::Rejected => Self::Rejected,
+        }
+    }
+}
+
+/// The node's internal accounts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SystemAccounts {
+    pub external: AccountId,
+    pub protocol: AccountId,
+    pub validators_pool: AccountId,
+}
+
+/// Ledger-wide figures for operators and auditors.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LedgerSummary {
+    pub totals: Totals,
+    pub accounts: u64,
+    pub transfers: u64,
+    pub holds_pending: u64,
+}
+
+/// Counters of the write path since the store opened.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct StoreStats {
+    pub batches: u64,
+    pub commands: u64,
+    pub commit_micros_total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("idempotency key {0:?} was already used for a different request")]
+    IdempotencyConflict(String),
+    #[error("the node is overloaded; retry shortly")]
+    Overloaded,
+    #[error("the store is shutting down")]
+    ShuttingDown,
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+/// Everything the node asks of its storage.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies one request durably.
+    async fn execute(&self, request: Request) -> Result<Outcome, StoreError> {
+        let mut results = self.execute_batch(vec![request]).await?;
+        results.pop().ok_or_else(|| StoreError::Internal("empty batch result".into()))?
+    }
+
+    /// Applies requests in order, each independently, and acknowledges them together once durable.
+    /// The outer error means nothing was applied.
+    async fn execute_batch(
+        &self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError>;
+
+    fn system_accounts(&self) -> SystemAccounts;
+
+    /// Counters of the write path, for metrics.
+    fn stats(&self) -> StoreStats;
+
+    async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
+    /// The account an API key (by its hash) belongs to.
+    async fn account_by_key_hash(
+        &self,
+        key_hash: [u8; 32],
+    ) -> Result<Option<(AccountId, AccountKind)>, StoreError>;
+    async fn operator(&self) -> Result<Option<AccountId>, StoreError>;
+    async fn datanet(&self, id: DatanetId) -> Result<Option<Datanet>, StoreError>;
+    async fn datanets(&self) -> Result<Vec<Datanet>, StoreError>;
+    async fn contribution(&self, id: ContributionId) -> Result<Option<Contribution>, StoreError>;
+    async fn model(&self, id: ModelId) -> Result<Option<Model>, StoreError>;
+    async fn models(&self) -> Result<Vec<Model>, StoreError>;
+    async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
+    /// Transfers that debit or credit `account`, newest first.
+    async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError>;
+    /// Recomputes the summary from persisted state and checks it against the live ledger.
+    async fn ledger_summary(&self) -> Result<LedgerSummary, StoreError>;
+    /// Stops accepting writes, finishes what was accepted, and waits until it is durable.
+    async fn shutdown(&self);
+}

@@ -1,0 +1,317 @@
+//! Storage tests written against the `Store` trait only, so that every backend runs the same suite.
+//! The embedded SQLite store runs it here; each case gets a fresh store on a fresh file.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tributary_core::money::{Price, SplitPolicy};
+use tributary_core::registry::{AccountKind, Backend, ModelSpec};
+use tributary_core::{AccountId, Amount, DatanetId, TransferId};
+use tributary_ledger::state::{LedgerError, TransferKind};
+use tributary_ledger::store::{IdempotencyKey, NewContribution};
+use tributary_ledger::{Clock, Command, Outcome, Request, SqliteStore, Store, StoreError};
+
+/// A clock the test moves by hand.
+#[derive(Default)]
+struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn open(path: &Path, clock: Arc<ManualClock>) -> SqliteStore {
+    SqliteStore::open(path, clock).expect("store opens")
+}
+
+async fn user(store: &dyn Store, name: &str) -> AccountId {
+    let key_hash = *blake3::hash(name.as_bytes()).as_bytes();
+    match store
+        .execute(
+            Command::CreateAccount {
+                kind: AccountKind::User,
+                name: name.into(),
+                payout_address: None,
+                api_key_hash: key_hash,
+            }
+            .into(),
+        )
+        .await
+    {
+        Ok(Outcome::AccountCreated(id)) => id,
+        other => panic!("account creation failed: {other:?}"),
+    }
+}
+
+async fn balance(store: &dyn Store, id: AccountId) -> (u128, u128) {
+    let account = store.account(id).await.expect("read").expect("exists");
+    (account.balance.0, account.held.0)
+}
+
+fn keyed(command: Command, scope: AccountId, key: &str, body: &str) -> Request {
+    Request {
+        command,
+        idempotency: Some(IdempotencyKey {
+            scope,
+            key: key.into(),
+            request_hash: *blake3::hash(body.as_bytes()).as_bytes(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn deposits_transfers_and_holds_move_money_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock(AtomicU64::new(1_000)));
+    let store = open(&dir.path().join("t.db"), clock.clone());
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+
+    store.execute(Command::Deposit { account: alice, amount: Amount(1_000) }.into()).await.expect("deposit");
+    store
+        .execute(Command::Transfer { from: alice, to: bob, amount: Amount(300) }.into())
+        .await
+        .expect("transfer");
+    assert_eq!(balance(&store, alice).await, (700, 0));
+    assert_eq!(balance(&store, bob).await, (300, 0));
+
+    let overdraft =
+        store.execute(Command::Transfer { from: bob, to: alice, amount: Amount(301) }.into()).await;
+    assert!(
+        matches!(overdraft, Err(StoreError::Ledger(LedgerError::InsufficientFunds { .. }))),
+        "{overdraft:?}"
+    );
+    assert_eq!(balance(&store, bob).await, (300, 0), "a failed transfer changes nothing");
+
+    let Outcome::Transfer(hold) = store
+        .execute(Command::Hold { from: alice, to: bob, amount: Amount(500), timeout_ms: 10_000 }.into())
+        .await
+        .expect("hold")
+    else {
+        panic!("hold is a transfer")
+    };
+    assert_eq!(hold.kind, TransferKind::Pending);
+    assert_eq!(balance(&store, alice).await, (200, 500));
+    let spend_held =
+        store.execute(Command::Transfer { from: alice, to: bob, amount: Amount(201) }.into()).await;
+    assert!(spend_held.is_err(), "held money cannot be spent twice");
+
+    // Bob cannot post Alice's hold to pay himself; he can only void it.
+    let stolen = store.execute(Command::PostHold { caller: bob, hold: hold.id, amount: None }.into()).await;
+    assert!(matches!(stolen, Err(StoreError::Forbidden(_))), "{stolen:?}");
+    let stranger = user(&store, "mallory").await;
+    let voided = store.execute(Command::VoidHold { caller: stranger, hold: hold.id }.into()).await;
+    assert!(matches!(voided, Err(StoreError::Forbidden(_))), "{voided:?}");
+
+    store
+        .execute(Command::PostHold { caller: alice, hold: hold.id, amount: Some(Amount(120)) }.into())
+        .await
+        .expect("post");
+    assert_eq!(balance(&store, alice).await, (580, 0), "the unposted part is released");
+    assert_eq!(balance(&store, bob).await, (420, 0));
+    let twice = store.execute(Command::PostHold { caller: alice, hold: hold.id, amount: None }.into()).await;
+    assert_eq!(twice, Err(StoreError::Ledger(LedgerError::HoldNotPending(hold.id))));
+
+    let summary = store.ledger_summary().await.expect("summary");
+    assert_eq!(summary.totals.debits_posted, summary.totals.credits_posted);
+    assert_eq!(summary.totals.debits_posted, 1_000 + 300 + 120);
+    assert_eq!(summary.holds_pending, 0);
+}
+
+#[tokio::test]
+async fn holds_expire_by_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock(AtomicU64::new(1_000)));
+    let store = open(&dir.path().join("t.db"), clock.clone());
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    store.execute(Command::Deposit { account: alice, amount: Amount(100) }.into()).await.expect("deposit");
+    let Ok(Outcome::Transfer(hold)) = store
+        .execute(Command::Hold { from: alice, to: bob, amount: Amount(60), timeout_ms: 500 }.into())
+        .await
+    else {
+        panic!("hold placed")
+    };
+    assert_eq!(balance(&store, alice).await, (40, 60));
+    clock.0.store(1_600, Ordering::SeqCst);
+    // The writer expires due holds within its polling interval.
+    for _ in 0..100 {
+        if balance(&store, alice).await == (100, 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(balance(&store, alice).await, (100, 0));
+    let late = store.execute(Command::PostHold { caller: alice, hold: hold.id, amount: None }.into()).await;
+    assert_eq!(late, Err(StoreError::Ledger(LedgerError::HoldNotPending(hold.id))));
+}
+
+#[tokio::test]
+async fn idempotency_keys_apply_once_and_reject_reuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    store.execute(Command::Deposit { account: alice, amount: Amount(100) }.into()).await.expect("deposit");
+    let pay = || keyed(Command::Transfer { from: alice, to: bob, amount: Amount(10) }, alice, "k1", "pay 10");
+    let first = store.execute(pay()).await.expect("first");
+    // Retried in separate batches and within one batch: one effect, the same answer.
+    let second = store.execute(pay()).await.expect("retry");
+    let batch = store.execute_batch(vec![pay(), pay()]).await.expect("batch");
+    assert_eq!(first, second);
+    assert!(batch.iter().all(|r| r.as_ref() == Ok(&first)));
+    assert_eq!(balance(&store, bob).await, (10, 0));
+    let reused = store
+        .execute(keyed(Command::Transfer { from: alice, to: bob, amount: Amount(20) }, alice, "k1", "pay 20"))
+        .await;
+    assert_eq!(reused, Err(StoreError::IdempotencyConflict("k1".into())));
+    // Keys are scoped per account: Bob's "k1" is a different key.
+    store
+        .execute(keyed(Command::Transfer { from: bob, to: alice, amount: Amount(1) }, bob, "k1", "pay 1"))
+        .await
+        .expect("bob's own key");
+    // A failed request stores nothing, so the same key can be retried once it would succeed.
+    let broke = store
+        .execute(keyed(Command::Transfer { from: bob, to: alice, amount: Amount(50) }, bob, "k2", "b"))
+        .await;
+    assert!(broke.is_err());
+    store.execute(Command::Deposit { account: bob, amount: Amount(100) }.into()).await.expect("deposit");
+    store
+        .execute(keyed(Command::Transfer { from: bob, to: alice, amount: Amount(50) }, bob, "k2", "b"))
+        .await
+        .expect("retry after funding");
+    assert_eq!(balance(&store, bob).await, (10 - 1 + 100 - 50, 0));
+}
+
+#[tokio::test]
+async fn one_bad_request_never_sinks_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    let results = store
+        .execute_batch(vec![
+            Command::Deposit { account: alice, amount: Amount(10) }.into(),
+            Command::Transfer { from: alice, to: bob, amount: Amount(11) }.into(),
+            Command::Transfer { from: alice, to: AccountId(999), amount: Amount(1) }.into(),
+            Command::Transfer { from: alice, to: alice, amount: Amount(1) }.into(),
+            Command::Transfer { from: alice, to: bob, amount: Amount(0) }.into(),
+            Command::Transfer { from: alice, to: store.system_accounts().external, amount: Amount(1) }.into(),
+            Command::Transfer { from: alice, to: bob, amount: Amount(4) }.into(),
+        ])
+        .await
+        .expect("batch applied");
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [true, false, false, false, false, false, true]);
+    assert_eq!(balance(&store, alice).await, (6, 0));
+    assert_eq!(balance(&store, bob).await, (4, 0));
+}
+
+#[tokio::test]
+async fn registry_records_datanets_contributions_and_models() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(7))));
+    let alice = user(&store, "alice").await;
+    let Ok(Outcome::DatanetCreated(datanet)) = store
+        .execute(
+            Command::CreateDatanet {
+                owner: alice,
+                name: "psalms".into(),
+                description: "d".into(),
+                license: "CC0".into(),
+            }
+            .into(),
+        )
+        .await
+    else {
+        panic!("datanet")
+    };
+    let text = "The LORD is my shepherd; I shall not want.";
+    let Ok(Outcome::ContributionAdded { id, .. }) = store
+        .execute(
+            Command::AddContribution {
+                datanet,
+                contributor: alice,
+                contribution: NewContribution { title: "23".into(), text: text.into(), source: None },
+            }
+            .into(),
+        )
+        .await
+    else {
+        panic!("contribution")
+    };
+    let stored = store.contribution(id).await.expect("read").expect("exists");
+    assert_eq!(stored.text, text);
+    assert_eq!(stored.content_hash, *blake3::hash(text.as_bytes()).as_bytes());
+    assert_eq!(store.datanet(datanet).await.expect("read").expect("exists").contributions, 1);
+    let missing = store
+        .execute(
+            Command::AddContribution {
+                datanet: DatanetId(99),
+                contributor: alice,
+                contribution: NewContribution { title: "x".into(), text: "x".into(), source: None },
+            }
+            .into(),
+        )
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { what: "datanet", .. })));
+    let spec = ModelSpec {
+        name: "shepherd".into(),
+        datanets: vec![datanet],
+        backend: Backend::Infinigram,
+        price: Price { input_per_1k: Amount(1), output_per_1k: Amount(2), request: Amount(3) },
+        split: SplitPolicy { owner_bps: 4000, data_bps: 4000, validators_bps: 1000, protocol_bps: 1000 },
+    };
+    let Ok(Outcome::ModelCreated(model)) =
+        store.execute(Command::CreateModel { owner: alice, spec: spec.clone() }.into()).await
+    else {
+        panic!("model")
+    };
+    assert_eq!(store.model(model).await.expect("read").expect("exists").spec, spec);
+    let bad_split = ModelSpec { split: SplitPolicy { protocol_bps: 999, ..spec.split }, ..spec };
+    assert!(matches!(
+        store.execute(Command::CreateModel { owner: alice, spec: bad_split }.into()).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_reopen_and_tampering_is_detected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let clock = Arc::new(ManualClock(AtomicU64::new(1)));
+    let (alice, bob, hold_id);
+    {
+        let store = open(&path, clock.clone());
+        alice = user(&store, "alice").await;
+        bob = user(&store, "bob").await;
+        store
+            .execute(Command::Deposit { account: alice, amount: Amount(u128::MAX / 2) }.into())
+            .await
+            .expect("deposit");
+        let Ok(Outcome::Transfer(hold)) = store
+            .execute(Command::Hold { from: alice, to: bob, amount: Amount(5), timeout_ms: 60_000 }.into())
+            .await
+        else {
+            panic!("hold")
+        };
+        hold_id = hold.id;
+        store.shutdown().await;
+    }
+    {
+        let store = open(&path, clock.clone());
+        assert_eq!(balance(&store, alice).await, (u128::MAX / 2 - 5, 5));
+        assert_eq!(store.transfer(hold_id).await.expect("read").map(|t| t.kind), Some(TransferKind::Pending));
+        assert_eq!(store.transfer(TransferId(hold_id.0 + 1)).await.expect("read"), None);
+        store
+            .execute(Command::PostHold { caller: alice, hold: hold_id, amount: None }.into())
+            .await
+            .expect("post after reopen");
+        store.shutdown().await;
+    }
+    // Someone edits a balance behind the node's back: opening must refuse, not serve wrong money.
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    conn.execute("UPDATE accounts SET credits_posted = '999' WHERE id = ?1", [bob.0 as i64]).expect("tamper");
+    drop(conn);
+    let reopened = SqliteStore::open(&path, clock);
+    let error = reopened.expect_err("tampered ledger is refused");
+    assert!(error.to_string().contains("disagrees with its history"), "{error}");
+}
