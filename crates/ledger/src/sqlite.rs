@@ -30,7 +30,7 @@ use crate::state::{
     Balances, Hold, InvariantViolation, LedgerError, LedgerOp, LedgerState, Transfer, TransferKind, replay,
 };
 use crate::store::{
-    BATCH_COMMANDS_MAX, Command, LedgerSummary, Outcome, Request, Store, StoreError, StoreStats,
+    BATCH_COMMANDS_MAX, BatchResult, Command, LedgerSummary, Outcome, Request, Store, StoreError, StoreStats,
     SystemAccounts,
 };
 
@@ -117,7 +117,7 @@ CREATE TABLE idempotency (
 "#];
 
 enum Message {
-    Submit(Vec<Request>, oneshot::Sender<Result<Vec<Result<Outcome, StoreError>>, StoreError>>),
+    Submit(Vec<Request>, oneshot::Sender<BatchResult>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -181,10 +181,7 @@ impl SqliteStore {
     }
 
     /// Queues requests for the writer and returns where the answer will arrive, without waiting.
-    pub fn submit(
-        &self,
-        requests: Vec<Request>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Result<Outcome, StoreError>>, StoreError>>, StoreError> {
+    pub fn submit(&self, requests: Vec<Request>) -> Result<oneshot::Receiver<BatchResult>, StoreError> {
         let (reply, answer) = oneshot::channel();
         match self.sender.try_send(Message::Submit(requests, reply)) {
             Ok(()) => Ok(answer),
@@ -194,10 +191,7 @@ impl SqliteStore {
     }
 
     /// Applies requests, blocking the calling thread until they are durable (for non-async callers).
-    pub fn execute_batch_blocking(
-        &self,
-        requests: Vec<Request>,
-    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+    pub fn execute_batch_blocking(&self, requests: Vec<Request>) -> BatchResult {
         self.submit(requests)?.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -241,10 +235,7 @@ impl Drop for SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn execute_batch(
-        &self,
-        requests: Vec<Request>,
-    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+    async fn execute_batch(&self, requests: Vec<Request>) -> BatchResult {
         if requests.len() > BATCH_COMMANDS_MAX {
             return Err(StoreError::Invalid(format!("a batch holds at most {BATCH_COMMANDS_MAX} commands")));
         }
@@ -690,7 +681,7 @@ struct Writer {
     stats: Arc<Stats>,
 }
 
-type Reply = oneshot::Sender<Result<Vec<Result<Outcome, StoreError>>, StoreError>>;
+type Reply = oneshot::Sender<BatchResult>;
 
 impl Writer {
     fn run(mut self, receiver: Receiver<Message>) {

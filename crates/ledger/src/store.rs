@@ -85,6 +85,9 @@ pub struct NewContribution {
     pub source: Option<String>,
 }
 
+/// Each request's own result, in order; the outer error means nothing in the batch was applied.
+pub type BatchResult = Result<Vec<Result<Outcome, StoreError>>, StoreError>;
+
 /// A command with its optional idempotency key.
 #[derive(Clone, Debug)]
 pub struct Request {
