@@ -395,6 +395,10 @@ impl Store for SqliteStore {
             let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).map_err(internal);
             Ok(LedgerSummary {
                 totals: state.totals().map_err(internal)?,
+                external_debit_excess: state
+                    .account(SYSTEM_ACCOUNTS.external)
+                    .map(|a| a.balances.debits_posted.saturating_sub(a.balances.credits_posted))
+                    .unwrap_or(0),
                 accounts: count("SELECT COUNT(*) FROM accounts")? as u64,
                 transfers: count("SELECT COUNT(*) FROM transfers")? as u64,
                 holds_pending: count("SELECT COUNT(*) FROM holds")? as u64,

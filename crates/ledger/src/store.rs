@@ -166,6 +166,8 @@ pub struct SystemAccounts {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct LedgerSummary {
     pub totals: Totals,
+    /// The external account's debits minus credits: money deposited and still in the ledger.
+    pub external_debit_excess: u128,
     pub accounts: u64,
     pub transfers: u64,
     pub holds_pending: u64,

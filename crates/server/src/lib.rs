@@ -1,1 +1,263 @@
-//! placeholder
+//! The HTTP face of a Tributary node: the `/v1` JSON API, health, metrics and the OpenAPI document.
+//! This crate owns the wire types and authentication; every business decision is made below it,
+//! in the core and the store.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+use tributary_core::AccountId;
+use tributary_core::registry::AccountKind;
+use tributary_ledger::store::{Command, Outcome, Store, StoreError};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+
+/// Named limits on everything a client sends.
+pub mod limits {
+    /// Largest request body: a batch of contributions.
+    pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+    pub const NAME_BYTES_MAX: usize = 200;
+    pub const DESCRIPTION_BYTES_MAX: usize = 10_000;
+    pub const TITLE_BYTES_MAX: usize = 1_000;
+    pub const SOURCE_BYTES_MAX: usize = 2_000;
+    pub const URL_BYTES_MAX: usize = 2_000;
+    pub const CONTRIBUTION_TEXT_BYTES_MAX: usize = 1024 * 1024;
+    pub const BATCH_ITEMS_MAX: usize = 1_000;
+    pub const MODEL_DATANETS_MAX: usize = 64;
+    pub const LIST_LIMIT_MAX: u32 = 1_000;
+    /// Addresses remembered by the sign-up rate limiter before old windows are dropped.
+    pub const SIGNUP_ADDRESSES_MAX: usize = 100_000;
+}
+
+/// Who may open accounts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupPolicy {
+    /// Anyone; anonymous sign-ups are rate-limited per client address.
+    Open,
+    /// Only the operator opens accounts.
+    OperatorOnly,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub signup: SignupPolicy,
+    /// Anonymous sign-ups allowed per client address per minute.
+    pub signups_per_minute: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { signup: SignupPolicy::Open, signups_per_minute: 10 }
+    }
+}
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    /// API key hash to account. Keys never change once issued, so entries never go stale.
+    keys: RwLock<HashMap<[u8; 32], (AccountId, AccountKind)>>,
+    signups: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    metrics: metrics::Metrics,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                keys: RwLock::new(HashMap::new()),
+                signups: Mutex::new(HashMap::new()),
+                metrics: metrics::Metrics::default(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The account an API key belongs to. Keys are 256 random bits, so a fast unsalted hash is as
+    /// strong as a slow one here: there is nothing to brute-force.
+    pub async fn authenticate(&self, key: &str) -> Result<Option<(AccountId, AccountKind)>, ApiError> {
+        let hash = hash_api_key(key);
+        if let Some(found) = self.inner.keys.read().expect("keys lock").get(&hash) {
+            return Ok(Some(*found));
+        }
+        let found = self.store().account_by_key_hash(hash).await?;
+        if let Some(found) = found {
+            self.inner.keys.write().expect("keys lock").insert(hash, found);
+        }
+        Ok(found)
+    }
+
+    /// A fixed one-minute window per client address.
+    fn check_signup_rate(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = ip else { return Ok(()) };
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut signups = self.inner.signups.lock().expect("signups lock");
+        if signups.len() >= limits::SIGNUP_ADDRESSES_MAX {
+            signups.retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let entry = signups.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.config().signups_per_minute {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "at most {} sign-ups per minute from one address; wait and retry",
+                    self.config().signups_per_minute
+                ),
+            ));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+/// Hashes an API key for storage and lookup.
+pub fn hash_api_key(key: &str) -> [u8; 32] {
+    *blake3::hash(key.as_bytes()).as_bytes()
+}
+
+/// A new random API key and its hash.
+pub fn new_api_key() -> (String, [u8; 32]) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = format!("trb_{}", hex::encode(bytes));
+    let hash = hash_api_key(&key);
+    (key, hash)
+}
+
+/// Creates the operator account if the node has none yet, returning its API key (the only time
+/// it exists in clear text).
+pub async fn ensure_operator(store: &dyn Store) -> Result<Option<(AccountId, String)>, StoreError> {
+    if store.operator().await?.is_some() {
+        return Ok(None);
+    }
+    let (key, api_key_hash) = new_api_key();
+    let command = Command::CreateAccount {
+        kind: AccountKind::Operator,
+        name: "operator".into(),
+        payout_address: None,
+        api_key_hash,
+    };
+    match store.execute(command.into()).await? {
+        Outcome::AccountCreated(id) => Ok(Some((id, key))),
+        other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tributary node API",
+        description = "Payable AI: metered inference, attribution, splits and settlement."
+    ),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::create_account))
+        .routes(routes!(routes::get_account, routes::update_account))
+        .routes(routes!(routes::account_transfers))
+        .routes(routes!(routes::deposit))
+        .routes(routes!(routes::transfer))
+        .routes(routes!(routes::get_transfer))
+        .routes(routes!(routes::hold))
+        .routes(routes!(routes::post_hold))
+        .routes(routes!(routes::void_hold))
+        .routes(routes!(routes::create_datanet, routes::list_datanets))
+        .routes(routes!(routes::get_datanet))
+        .routes(routes!(routes::add_contribution))
+        .routes(routes!(routes::add_contributions_batch))
+        .routes(routes!(routes::get_contribution))
+        .routes(routes!(routes::create_model, routes::list_models))
+        .routes(routes!(routes::get_model))
+        .routes(routes!(routes::ledger))
+        .split_for_parts();
+    let openapi = Arc::new(api.to_pretty_json().expect("the OpenAPI document serializes"));
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { ([(header::CONTENT_TYPE, "application/json")], openapi.as_str().to_owned()) }
+            }),
+        )
+        .route("/metrics", axum::routing::get(metrics_handler))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(limits::BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    let text = state.inner.metrics.render(state.store().stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Records every request in the metrics and the log.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state.inner.metrics.record(method.as_str(), &route, status.as_u16(), elapsed);
+    if status.is_server_error() {
+        tracing::warn!(%method, %route, status = status.as_u16(), elapsed_us = elapsed.as_micros() as u64, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status = status.as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
+    }
+    response
+}

@@ -1,1 +1,502 @@
-fn main() {}
+//! `tributary`: run a node, talk to one, see a demo, measure the ledger. Argument parsing and wiring
+//! only; the work happens in the library crates.
+
+mod bench;
+mod client;
+mod config;
+mod demo;
+mod node;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tributary",
+    version,
+    about = "A node for payable AI: metered inference, attribution, fair splits."
+)]
+struct Cli {
+    /// Log format for the node's structured logs.
+    #[arg(long, global = true, env = "TRIBUTARY_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run a node.
+    Serve(ServeArgs),
+    /// Start a throwaway node and walk through accounts, a datanet, a model and payments.
+    Demo,
+    /// Measure the node.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+    /// Accounts and API keys.
+    Account {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        action: AccountCommand,
+    },
+    /// Credit an account with outside money (operator).
+    Deposit {
+        #[command(flatten)]
+        node: NodeArgs,
+        account: String,
+        amount: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Pay another account from your balance.
+    Transfer {
+        #[command(flatten)]
+        node: NodeArgs,
+        to: String,
+        amount: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Read one transfer.
+    ShowTransfer {
+        #[command(flatten)]
+        node: NodeArgs,
+        id: String,
+    },
+    /// Place, post or void holds.
+    Hold {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        action: HoldCommand,
+    },
+    /// Datanets and their contributions.
+    Datanet {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        action: DatanetCommand,
+    },
+    /// Contribute text files to a datanet (one contribution per file).
+    Contribute {
+        #[command(flatten)]
+        node: NodeArgs,
+        datanet: String,
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Read one contribution.
+    Contribution {
+        #[command(flatten)]
+        node: NodeArgs,
+        id: String,
+    },
+    /// Models.
+    Model {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        action: ModelCommand,
+    },
+    /// Ledger-wide totals (operator).
+    Ledger {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Directory for the database and the operator key.
+    #[arg(long, env = "TRIBUTARY_DATA")]
+    data: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TRIBUTARY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// TOML config file; flags and TRIBUTARY_* variables override it.
+    #[arg(long, env = "TRIBUTARY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Who may open accounts.
+    #[arg(long, env = "TRIBUTARY_SIGNUP", value_enum)]
+    signup: Option<SignupArg>,
+    /// Anonymous sign-ups allowed per client address per minute.
+    #[arg(long, env = "TRIBUTARY_SIGNUPS_PER_MINUTE")]
+    signups_per_minute: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SignupArg {
+    Open,
+    OperatorOnly,
+}
+
+impl From<SignupArg> for tributary_server::SignupPolicy {
+    fn from(arg: SignupArg) -> Self {
+        match arg {
+            SignupArg::Open => tributary_server::SignupPolicy::Open,
+            SignupArg::OperatorOnly => tributary_server::SignupPolicy::OperatorOnly,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct NodeArgs {
+    /// The node's base URL.
+    #[arg(long, env = "TRIBUTARY_NODE", default_value = "http://127.0.0.1:8080")]
+    node: String,
+    /// Your API key.
+    #[arg(long, env = "TRIBUTARY_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// A file holding your API key (such as DATA/operator.key).
+    #[arg(long, env = "TRIBUTARY_API_KEY_FILE")]
+    key_file: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        let key = match (&self.key, &self.key_file) {
+            (Some(key), _) => Some(key.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading key file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        Ok(Client::new(&self.node, key))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Open an account; prints its id and API key.
+    Create {
+        name: String,
+        #[arg(long)]
+        payout_address: Option<String>,
+    },
+    /// Show an account's balance.
+    Show { id: String },
+    /// Set your payout address (an EVM address), or remove it with --clear.
+    SetPayout {
+        id: String,
+        address: Option<String>,
+        #[arg(long, conflicts_with = "address")]
+        clear: bool,
+    },
+    /// List an account's transfers, newest first.
+    Transfers {
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HoldCommand {
+    /// Hold AMOUNT of your money payable to TO.
+    Place {
+        to: String,
+        amount: String,
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+    },
+    /// Pay (part of) a hold you placed.
+    Post {
+        id: String,
+        #[arg(long)]
+        amount: Option<String>,
+    },
+    /// Release a hold.
+    Void { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum DatanetCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        license: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Register a model over datanets.
+    Create {
+        name: String,
+        /// Datanet ids the model draws on (repeat the flag).
+        #[arg(long = "datanet")]
+        datanets: Vec<String>,
+        /// infinigram, retrieval, or openai (with --base-url and --upstream-model).
+        #[arg(long, default_value = "infinigram")]
+        backend: String,
+        #[arg(long)]
+        base_url: Option<String>,
+        #[arg(long)]
+        upstream_model: Option<String>,
+        #[arg(long, default_value = "0")]
+        price_input_per_1k: String,
+        #[arg(long, default_value = "0")]
+        price_output_per_1k: String,
+        #[arg(long, default_value = "0")]
+        price_request: String,
+        /// Basis points owner,data,validators,protocol summing to 10000.
+        #[arg(long, default_value = "5000,3500,1000,500")]
+        split: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Durable transfers per second: embedded store at batch sizes 1, 100, 8190, a plain SQLite
+    /// loop as the baseline, and transfers through the HTTP API with concurrent clients.
+    Ledger(bench::LedgerBenchArgs),
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    let level = std::env::var("TRIBUTARY_LOG")
+        .ok()
+        .and_then(|level| level.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
+    if format == Some(LogFormat::Json) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+fn split_arg(text: &str) -> anyhow::Result<Value> {
+    let parts: Vec<u16> = text
+        .split(',')
+        .map(|part| part.trim().parse::<u16>())
+        .collect::<Result<_, _>>()
+        .context("--split takes four integers: owner,data,validators,protocol basis points")?;
+    let [owner_bps, data_bps, validators_bps, protocol_bps] = parts[..] else {
+        anyhow::bail!("--split takes exactly four integers: owner,data,validators,protocol basis points");
+    };
+    Ok(
+        json!({"owner_bps": owner_bps, "data_bps": data_bps, "validators_bps": validators_bps, "protocol_bps": protocol_bps}),
+    )
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Commands::Serve(args) => {
+            let file = config::FileConfig::load(args.config.as_deref())?;
+            init_logging(cli.log_format.or(file.log_format));
+            let settings = config::NodeSettings::resolve(&args, file)?;
+            let node = node::start(&settings.data, settings.listen, settings.server.clone()).await?;
+            if let Some(key) = &node.new_operator_key {
+                println!(
+                    "operator API key (shown once, also saved to {}):",
+                    settings.data.join(node::OPERATOR_KEY_FILE).display()
+                );
+                println!("{key}");
+            }
+            println!("tributary listening on http://{}", node.address);
+            tracing::info!(address = %node.address, data = %settings.data.display(), "node started");
+            node.serve(node::shutdown_signal()).await?;
+            tracing::info!("node stopped cleanly");
+            Ok(())
+        }
+        Commands::Demo => demo::run().await,
+        Commands::Bench { what: BenchCommand::Ledger(args) } => bench::ledger(args).await,
+        Commands::Account { node, action } => {
+            let client = node.client()?;
+            let value = match action {
+                AccountCommand::Create { name, payout_address } => {
+                    client
+                        .post("/v1/accounts", json!({"name": name, "payout_address": payout_address}))
+                        .await?
+                }
+                AccountCommand::Show { id } => client.get(&format!("/v1/accounts/{id}")).await?,
+                AccountCommand::SetPayout { id, address, clear } => {
+                    if address.is_none() && !clear {
+                        anyhow::bail!("give an address, or --clear to remove it");
+                    }
+                    client.patch(&format!("/v1/accounts/{id}"), json!({"payout_address": address})).await?
+                }
+                AccountCommand::Transfers { id, limit } => {
+                    client.get(&format!("/v1/accounts/{id}/transfers?limit={limit}")).await?
+                }
+            };
+            print_json(&value);
+            Ok(())
+        }
+        Commands::Deposit { node, account, amount, idempotency_key } => {
+            let body = json!({"account": account, "amount": amount});
+            print_json(&node.client()?.post_keyed("/v1/deposits", body, idempotency_key.as_deref()).await?);
+            Ok(())
+        }
+        Commands::Transfer { node, to, amount, idempotency_key } => {
+            let body = json!({"to": to, "amount": amount});
+            print_json(&node.client()?.post_keyed("/v1/transfers", body, idempotency_key.as_deref()).await?);
+            Ok(())
+        }
+        Commands::ShowTransfer { node, id } => {
+            print_json(&node.client()?.get(&format!("/v1/transfers/{id}")).await?);
+            Ok(())
+        }
+        Commands::Hold { node, action } => {
+            let client = node.client()?;
+            let value = match action {
+                HoldCommand::Place { to, amount, timeout_ms } => {
+                    client
+                        .post("/v1/holds", json!({"to": to, "amount": amount, "timeout_ms": timeout_ms}))
+                        .await?
+                }
+                HoldCommand::Post { id, amount } => {
+                    let body = match amount {
+                        Some(amount) => json!({"amount": amount}),
+                        None => json!({}),
+                    };
+                    client.post(&format!("/v1/holds/{id}/post"), body).await?
+                }
+                HoldCommand::Void { id } => client.post(&format!("/v1/holds/{id}/void"), json!({})).await?,
+            };
+            print_json(&value);
+            Ok(())
+        }
+        Commands::Datanet { node, action } => {
+            let client = node.client()?;
+            let value = match action {
+                DatanetCommand::Create { name, license, description } => {
+                    client
+                        .post(
+                            "/v1/datanets",
+                            json!({"name": name, "license": license, "description": description}),
+                        )
+                        .await?
+                }
+                DatanetCommand::List => client.get("/v1/datanets").await?,
+                DatanetCommand::Show { id } => client.get(&format!("/v1/datanets/{id}")).await?,
+            };
+            print_json(&value);
+            Ok(())
+        }
+        Commands::Contribute { node, datanet, files, source } => {
+            if files.is_empty() {
+                anyhow::bail!("name at least one file to contribute");
+            }
+            let mut items = Vec::new();
+            for path in &files {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("reading {} (contributions must be UTF-8 text)", path.display())
+                })?;
+                let title = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                items.push(json!({"title": title, "text": text, "source": source}));
+            }
+            let client = node.client()?;
+            for chunk in items.chunks(tributary_server::limits::BATCH_ITEMS_MAX) {
+                print_json(
+                    &client
+                        .post(
+                            &format!("/v1/datanets/{datanet}/contributions/batch"),
+                            Value::Array(chunk.to_vec()),
+                        )
+                        .await?,
+                );
+            }
+            Ok(())
+        }
+        Commands::Contribution { node, id } => {
+            print_json(&node.client()?.get(&format!("/v1/contributions/{id}")).await?);
+            Ok(())
+        }
+        Commands::Model { node, action } => {
+            let client = node.client()?;
+            let value = match action {
+                ModelCommand::Create {
+                    name,
+                    datanets,
+                    backend,
+                    base_url,
+                    upstream_model,
+                    price_input_per_1k,
+                    price_output_per_1k,
+                    price_request,
+                    split,
+                } => {
+                    let backend = match backend.as_str() {
+                        "openai" => json!({"kind": "openai", "base_url": base_url, "model": upstream_model}),
+                        kind => json!({"kind": kind}),
+                    };
+                    let body = json!({
+                        "name": name,
+                        "datanets": datanets,
+                        "backend": backend,
+                        "price": {"input_per_1k": price_input_per_1k, "output_per_1k": price_output_per_1k, "request": price_request},
+                        "split": split_arg(&split)?,
+                    });
+                    client.post("/v1/models", body).await?
+                }
+                ModelCommand::List => client.get("/v1/models").await?,
+                ModelCommand::Show { id } => client.get(&format!("/v1/models/{id}")).await?,
+            };
+            print_json(&value);
+            Ok(())
+        }
+        Commands::Ledger { node } => {
+            print_json(&node.client()?.get("/v1/ledger").await?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            // 3: the node answered with an error; 1: anything else.
+            if error.downcast_ref::<client::ApiFailure>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Node configuration: a TOML file, overridden by `TRIBUTARY_*` environment variables, overridden
+//! by command-line flags. clap resolves flag-or-environment; this module layers the file beneath.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tributary_server::{ServerConfig, SignupPolicy};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "tributary-data";
+
+/// The config file's shape. Every key is optional; unknown keys are an error so typos surface.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub signup: Option<SignupPolicy>,
+    pub signups_per_minute: Option<u32>,
+    pub log_format: Option<crate::LogFormat>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The settings `serve` runs with, after layering.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub server: ServerConfig,
+}
+
+impl NodeSettings {
+    pub fn resolve(flags: &crate::ServeArgs, file: FileConfig) -> anyhow::Result<NodeSettings> {
+        let defaults = ServerConfig::default();
+        let listen = match flags.listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let signups_per_minute =
+            flags.signups_per_minute.or(file.signups_per_minute).unwrap_or(defaults.signups_per_minute);
+        Ok(NodeSettings {
+            data: flags.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            server: ServerConfig {
+                signup: flags.signup.map(Into::into).or(file.signup).unwrap_or(defaults.signup),
+                signups_per_minute,
+            },
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! `tributary demo`: a throwaway node on a temporary directory, driven through its real HTTP API,
+//! that shows the whole money path a new user cares about and ends with a summary of balances.
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::client::{ApiFailure, Client, field};
+
+const VERSES: [(&str, &str); 4] = [
+    ("Psalm 23:1", "The LORD is my shepherd; I shall not want."),
+    ("Psalm 23:2", "He maketh me to lie down in green pastures: he leadeth me beside the still waters."),
+    ("Psalm 23:3", "He restoreth my soul: he leadeth me in the paths of righteousness for his name's sake."),
+    (
+        "Psalm 23:4",
+        "Yea, though I walk through the valley of the shadow of death, I will fear no evil: for thou art with me; thy rod and thy staff they comfort me.",
+    ),
+];
+
+pub async fn run() -> anyhow::Result<()> {
+    let data = tempfile::tempdir().context("creating a temporary data directory")?;
+    let node = crate::node::start(
+        data.path(),
+        "127.0.0.1:0".parse().context("loopback address")?,
+        tributary_server::ServerConfig::default(),
+    )
+    .await?;
+    let address = node.address;
+    let operator_key = node.new_operator_key.clone().context("a fresh node creates its operator")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(node.serve(async move {
+        let _ = stopped.await;
+    }));
+    println!("Tributary demo: a node on http://{address} with its data in {}", data.path().display());
+
+    let anonymous = Client::new(&format!("http://{address}"), None);
+    let operator = anonymous.with_key(&operator_key);
+    let step = |text: &str| println!("\n== {text}");
+
+    step("Accounts: a data contributor, a model owner and a consumer sign up");
+    let mut people = Vec::new();
+    for name in ["alice (contributor)", "bob (model owner)", "carol (consumer)"] {
+        let created = anonymous.post("/v1/accounts", json!({"name": name})).await?;
+        let id = field(&created, "id")?;
+        println!("   {name:<22} {id}");
+        people.push((name, id, anonymous.with_key(&field(&created, "api_key")?)));
+    }
+    let [(_, alice_id, alice), (_, bob_id, bob), (_, carol_id, carol)] = &people[..] else {
+        unreachable!("three accounts were created")
+    };
+
+    step("Alice creates a datanet and contributes four verses (King James Bible, public domain)");
+    let datanet = field(
+        &alice
+            .post("/v1/datanets", json!({"name": "psalms", "description": "Psalm 23, verse by verse", "license": "public-domain"}))
+            .await?,
+        "id",
+    )?;
+    let items: Vec<_> =
+        VERSES.iter().map(|(title, text)| json!({"title": title, "text": text, "source": "KJV"})).collect();
+    let batch = alice.post(&format!("/v1/datanets/{datanet}/contributions/batch"), json!(items)).await?;
+    for result in batch["results"].as_array().into_iter().flatten() {
+        println!("   {} {}", result["id"].as_str().unwrap_or("?"), result["status"].as_str().unwrap_or("?"));
+    }
+
+    step("Bob registers a model over the datanet: 20 per 1k input tokens, 60 per 1k output, 1 per request");
+    let model = field(
+        &bob.post(
+            "/v1/models",
+            json!({
+                "name": "shepherd-1",
+                "datanets": [datanet],
+                "backend": {"kind": "infinigram"},
+                "price": {"input_per_1k": "20", "output_per_1k": "60", "request": "1"},
+                "split": {"owner_bps": 5000, "data_bps": 3500, "validators_bps": 1000, "protocol_bps": 500}
+            }),
+        )
+        .await?,
+        "id",
+    )?;
+    println!("   {model}: split owner 50% / data 35% / validators 10% / protocol 5%");
+
+    step("The operator deposits 1,000,000 units for Carol");
+    operator.post("/v1/deposits", json!({"account": carol_id, "amount": "1000000"})).await?;
+
+    step("Carol pays Bob 1,200 directly, retrying once with the same Idempotency-Key");
+    let first = carol
+        .post_keyed("/v1/transfers", json!({"to": bob_id, "amount": "1200"}), Some("demo-pay-1"))
+        .await?;
+    let retry = carol
+        .post_keyed("/v1/transfers", json!({"to": bob_id, "amount": "1200"}), Some("demo-pay-1"))
+        .await?;
+    println!(
+        "   first {} / retry {} (same transfer, charged once)",
+        field(&first, "id")?,
+        field(&retry, "id")?
+    );
+
+    step("Carol holds 5,000 for Bob, then posts 3,200 of it; the other 1,800 returns to her");
+    let hold = carol.post("/v1/holds", json!({"to": bob_id, "amount": "5000", "timeout_ms": 60_000})).await?;
+    let hold_id = field(&hold, "id")?;
+    let held = carol.get(&format!("/v1/accounts/{carol_id}")).await?;
+    println!("   while held: balance {} held {}", field(&held, "balance")?, field(&held, "held")?);
+    carol.post(&format!("/v1/holds/{hold_id}/post"), json!({"amount": "3200"})).await?;
+
+    step("Carol holds 700 for Alice and voids it");
+    let hold =
+        carol.post("/v1/holds", json!({"to": alice_id, "amount": "700", "timeout_ms": 60_000})).await?;
+    carol.post(&format!("/v1/holds/{}/void", field(&hold, "id")?), json!({})).await?;
+
+    step("Bob tries to spend more than he has: refused, nothing changes");
+    match bob.post("/v1/transfers", json!({"to": alice_id, "amount": "999999999"})).await {
+        Err(error) => match error.downcast_ref::<ApiFailure>() {
+            Some(failure) => println!("   {} {}: {}", failure.status.as_u16(), failure.code, failure.message),
+            None => return Err(error),
+        },
+        Ok(_) => anyhow::bail!("an overdraft was accepted"),
+    }
+    println!("   Bob pays Alice 400 for her data instead");
+    bob.post("/v1/transfers", json!({"to": alice_id, "amount": "400"})).await?;
+
+    step("Balances");
+    println!("   {:<22} {:>12} {:>8}", "account", "balance", "held");
+    for (name, id, client) in &people {
+        let account = client.get(&format!("/v1/accounts/{id}")).await?;
+        println!("   {name:<22} {:>12} {:>8}", field(&account, "balance")?, field(&account, "held")?);
+    }
+    let ledger = operator.get("/v1/ledger").await?;
+    println!(
+        "   ledger: {} deposited, posted debits {} = credits {}, {} transfers, balanced: {}",
+        field(&ledger, "deposited")?,
+        field(&ledger, "debits_posted")?,
+        field(&ledger, "credits_posted")?,
+        ledger["transfers"],
+        ledger["balanced"]
+    );
+    if ledger["balanced"] != json!(true) {
+        anyhow::bail!("the ledger is not balanced");
+    }
+
+    let _ = stop.send(());
+    server.await.context("server task")??;
+    println!("\nDemo finished; the node shut down cleanly and its temporary data was removed.");
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Running a node: open the store, make sure there is an operator, serve HTTP until SIGTERM or
+//! Ctrl-C, then drain in-flight requests and close the store cleanly.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tributary_ledger::{SqliteStore, Store, SystemClock};
+use tributary_server::{AppState, ServerConfig};
+
+pub const DATABASE_FILE: &str = "tributary.db";
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
+
+/// A node that is listening.
+pub struct RunningNode {
+    pub address: SocketAddr,
+    pub store: Arc<SqliteStore>,
+    /// The operator's key when this start created the operator, else `None`.
+    pub new_operator_key: Option<String>,
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// Opens the node's data directory and binds its listener, without serving yet.
+pub async fn start(data: &Path, listen: SocketAddr, config: ServerConfig) -> anyhow::Result<RunningNode> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+    let store = Arc::new(
+        SqliteStore::open(&data.join(DATABASE_FILE), Arc::new(SystemClock))
+            .with_context(|| format!("opening the store in {}", data.display()))?,
+    );
+    let new_operator_key = match tributary_server::ensure_operator(store.as_ref()).await? {
+        Some((_, key)) => {
+            write_secret(&data.join(OPERATOR_KEY_FILE), &key)?;
+            Some(key)
+        }
+        None => None,
+    };
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let address = listener.local_addr()?;
+    let state = AppState::new(store.clone() as Arc<dyn Store>, config);
+    Ok(RunningNode { address, store, new_operator_key, listener, state })
+}
+
+impl RunningNode {
+    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the store.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = tributary_server::app(self.state);
+        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.store.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Writes a secret readable by its owner only (mode 0600), refusing to overwrite one.
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
