@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,8 @@ use tributary_core::{AccountId, Amount, ContributionId, DatanetId, EvmAddress, M
 
 use crate::Clock;
 use crate::state::{
-    Balances, Hold, InvariantViolation, LedgerError, LedgerOp, LedgerState, Transfer, TransferKind, replay,
+    Balances, Hold, IdMap, InvariantViolation, LedgerError, LedgerOp, LedgerState, Replay, Transfer,
+    TransferKind,
 };
 use crate::store::{
     BATCH_COMMANDS_MAX, BatchResult, Command, LedgerSummary, Outcome, Request, Store, StoreError, StoreStats,
@@ -36,6 +37,21 @@ use crate::store::{
 
 /// Submissions that may wait for the writer; beyond this the store answers "overloaded".
 pub const QUEUE_SUBMISSIONS_MAX: usize = 65_536;
+/// SQLite page size of a new database file.
+const PAGE_BYTES: i64 = 4 * 1024;
+/// WAL size, in pages, at which the writer checkpoints it into the database file.
+const WAL_CHECKPOINT_PAGES: i64 = 4_096;
+/// Page cache of the writer connection, in KiB (SQLite takes a negative number as KiB).
+const WRITER_CACHE_KIB: i64 = 128 * 1024;
+/// Transfers after which the writer snapshots the balances of the accounts they touched into the
+/// `accounts` table (it also does so when idle and at shutdown). Balances are derived from the
+/// transfers, which are written with every batch; snapshotting them per batch would rewrite
+/// thousands of account rows per commit.
+const BALANCE_SNAPSHOT_TRANSFERS: u64 = 65_536;
+/// Transfers indexed into account history per indexing transaction.
+const HISTORY_CHUNK_TRANSFERS: u64 = 65_536;
+/// How long the writer waits for requests before it spends idle time on account history.
+const HISTORY_IDLE_MS: u64 = 20;
 /// Read connections kept open for reuse.
 const READERS_IDLE_MAX: usize = 8;
 /// The writer wakes at least this often to expire holds.
@@ -52,10 +68,10 @@ CREATE TABLE accounts (
     name TEXT NOT NULL,
     payout_address TEXT,
     api_key_hash BLOB UNIQUE,
-    debits_posted TEXT NOT NULL,
-    credits_posted TEXT NOT NULL,
-    debits_pending TEXT NOT NULL,
-    credits_pending TEXT NOT NULL,
+    debits_posted BLOB NOT NULL,
+    credits_posted BLOB NOT NULL,
+    debits_pending BLOB NOT NULL,
+    credits_pending BLOB NOT NULL,
     created_at_ms INTEGER NOT NULL
 );
 CREATE TABLE transfers (
@@ -63,18 +79,36 @@ CREATE TABLE transfers (
     kind INTEGER NOT NULL,
     debit_account INTEGER NOT NULL,
     credit_account INTEGER NOT NULL,
-    amount TEXT NOT NULL,
+    amount BLOB NOT NULL,
     pending_id INTEGER,
     expires_at_ms INTEGER,
     created_at_ms INTEGER NOT NULL
 );
-CREATE INDEX transfers_debit ON transfers (debit_account, id);
-CREATE INDEX transfers_credit ON transfers (credit_account, id);
+-- An account's history, derived from `transfers` by the writer in large sorted chunks when it is
+-- idle (or when it falls too far behind), never in the acknowledged write path: keyed by account,
+-- these rows land all over the index, and writing them per batch would triple the cost of every
+-- transfer. Readers add the unindexed tail (ids above `indexed_through`) by a bounded scan.
+CREATE TABLE account_transfers (
+    account INTEGER NOT NULL,
+    transfer INTEGER NOT NULL,
+    PRIMARY KEY (account, transfer)
+) WITHOUT ROWID;
+CREATE TABLE history_watermark (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed_through INTEGER NOT NULL
+);
+INSERT INTO history_watermark (id, indexed_through) VALUES (1, 0);
+-- The balance columns of `accounts` hold the balances after transfer `snapshot_through`.
+CREATE TABLE balance_watermark (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    snapshot_through INTEGER NOT NULL
+);
+INSERT INTO balance_watermark (id, snapshot_through) VALUES (1, 0);
 CREATE TABLE holds (
     id INTEGER PRIMARY KEY,
     debit_account INTEGER NOT NULL,
     credit_account INTEGER NOT NULL,
-    amount TEXT NOT NULL,
+    amount BLOB NOT NULL,
     expires_at_ms INTEGER NOT NULL
 );
 CREATE TABLE datanets (
@@ -131,6 +165,9 @@ struct Stats {
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
+    /// Balances as of the last commit; the writer publishes into it after every commit, so
+    /// readers see exactly what has been acknowledged.
+    committed: Arc<RwLock<IdMap<AccountId, Balances>>>,
     sender: SyncSender<Message>,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -150,6 +187,9 @@ fn internal(error: impl std::fmt::Display) -> StoreError {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Larger pages mean fewer WAL frames (one write call each) per commit. It only takes effect
+    // when the file is created.
+    conn.pragma_update(None, "page_size", PAGE_BYTES)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
@@ -160,19 +200,31 @@ impl SqliteStore {
     /// transfer history, and starts the writer.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
         let mut conn = open_connection(path).map_err(internal)?;
+        // The writer touches account rows and index pages all over the file; a large page cache
+        // keeps them in memory instead of re-reading them from the OS for every batch.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(internal)?;
+        // Account pages are rewritten by nearly every batch; checkpointing less often copies each
+        // hot page back to the database file once per checkpoint instead of many times.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(internal)?;
         migrate(&mut conn).map_err(internal)?;
         let writer_state = WriterState::load(&conn, clock.now_ms())?;
+        let committed: IdMap<AccountId, Balances> =
+            writer_state.ledger.accounts().map(|(id, account)| (*id, account.balances)).collect();
+        let committed = Arc::new(RwLock::new(committed));
+        let writer_committed = Arc::clone(&committed);
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_SUBMISSIONS_MAX);
         let stats = Arc::new(Stats::default());
         let writer_stats = Arc::clone(&stats);
         let handle = std::thread::Builder::new()
             .name("tributary-writer".into())
             .spawn(move || {
-                Writer { conn, state: writer_state, clock, stats: writer_stats }.run(receiver);
+                Writer { conn, state: writer_state, clock, stats: writer_stats, committed: writer_committed }
+                    .run(receiver);
             })
             .map_err(internal)?;
         Ok(SqliteStore {
             path: path.to_owned(),
+            committed,
             sender,
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(handle)),
@@ -255,13 +307,22 @@ impl Store for SqliteStore {
     }
 
     async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
-        self.read(move |conn| {
-            conn.query_row(&format!("{ACCOUNT_SELECT} WHERE id = ?1"), [id.0 as i64], account_from_row)
-                .optional()
-                .map_err(internal)?
-                .transpose()
-        })
-        .await
+        let account = self
+            .read(move |conn| {
+                conn.query_row(&format!("{ACCOUNT_SELECT} WHERE id = ?1"), [id.0 as i64], account_from_row)
+                    .optional()
+                    .map_err(internal)?
+                    .transpose()
+            })
+            .await?;
+        // The row's balance columns are a snapshot; the acknowledged balances live in memory.
+        Ok(account.map(|mut account| {
+            if let Some(balances) = self.committed.read().expect("committed balances lock").get(&id) {
+                account.balance = Amount(balances.available());
+                account.held = Amount(balances.debits_pending);
+            }
+            account
+        }))
     }
 
     async fn account_by_key_hash(
@@ -377,13 +438,36 @@ impl Store for SqliteStore {
 
     async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn
+            // One read transaction, so the watermark and both queries see the same snapshot.
+            let tx = conn.unchecked_transaction().map_err(internal)?;
+            let indexed_through: i64 = tx
+                .query_row("SELECT indexed_through FROM history_watermark", [], |row| row.get(0))
+                .map_err(internal)?;
+            let mut transfers = Vec::new();
+            let mut tail = tx
                 .prepare(&format!(
-                    "{TRANSFER_SELECT} WHERE debit_account = ?1 OR credit_account = ?1 ORDER BY id DESC LIMIT ?2"
+                    "{TRANSFER_SELECT} WHERE id > ?1 AND (debit_account = ?2 OR credit_account = ?2) \
+                     ORDER BY id DESC LIMIT ?3"
                 ))
                 .map_err(internal)?;
-            let rows = statement.query_map(params![account.0 as i64, limit], transfer_from_row).map_err(internal)?;
-            rows.map(|row| row.map_err(internal)?).collect()
+            for row in tail.query_map(params![indexed_through, account.0 as i64, limit], transfer_from_row).map_err(internal)? {
+                transfers.push(row.map_err(internal)??);
+            }
+            let rest = limit as usize - transfers.len();
+            if rest > 0 {
+                let mut indexed = tx
+                    .prepare(
+                        "SELECT t.id, t.kind, t.debit_account, t.credit_account, t.amount, t.pending_id, \
+                         t.expires_at_ms, t.created_at_ms FROM account_transfers a JOIN transfers t ON t.id = a.transfer \
+                         WHERE a.account = ?1 AND a.transfer <= ?2 ORDER BY a.transfer DESC LIMIT ?3",
+                    )
+                    .map_err(internal)?;
+                let rows = indexed.query_map(params![account.0 as i64, indexed_through, rest as i64], transfer_from_row);
+                for row in rows.map_err(internal)? {
+                    transfers.push(row.map_err(internal)??);
+                }
+            }
+            Ok(transfers)
         })
         .await
     }
@@ -423,24 +507,49 @@ const MODEL_SELECT: &str = "SELECT id, owner, spec, created_at_ms FROM models";
 const TRANSFER_SELECT: &str = "SELECT id, kind, debit_account, credit_account, amount, pending_id, \
      expires_at_ms, created_at_ms FROM transfers";
 
+/// An amount as SQLite stores it: an integer when it fits in `i64` (nearly always, and cheapest),
+/// decimal text above that. Amount columns have BLOB affinity, so SQLite keeps each value exactly
+/// as given and never converts it to floating point.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Units(u128);
+
+impl rusqlite::ToSql for Units {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value};
+        Ok(ToSqlOutput::Owned(match i64::try_from(self.0) {
+            Ok(small) => Value::Integer(small),
+            Err(_) => Value::Text(self.0.to_string()),
+        }))
+    }
+}
+
+impl rusqlite::types::FromSql for Units {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::{FromSqlError, ValueRef};
+        match value {
+            ValueRef::Integer(small) => {
+                u128::try_from(small).map(Units).map_err(|_| FromSqlError::OutOfRange(small))
+            }
+            ValueRef::Text(text) => std::str::from_utf8(text)
+                .ok()
+                .and_then(|text| text.parse::<u128>().ok())
+                .map(Units)
+                .ok_or(FromSqlError::InvalidType),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
+}
+
 fn parse_kind(text: &str) -> Result<AccountKind, StoreError> {
     AccountKind::parse(text).ok_or_else(|| internal(format!("unknown account kind {text:?}")))
 }
 
-fn parse_units(text: &str) -> Result<u128, StoreError> {
-    text.parse::<u128>().map_err(|_| internal(format!("stored amount {text:?} is not an integer")))
-}
-
-fn balances_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<[String; 4]> {
-    Ok([row.get(first)?, row.get(first + 1)?, row.get(first + 2)?, row.get(first + 3)?])
-}
-
-fn parse_balances(texts: &[String; 4]) -> Result<Balances, StoreError> {
+fn balances_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Balances> {
     Ok(Balances {
-        debits_posted: parse_units(&texts[0])?,
-        credits_posted: parse_units(&texts[1])?,
-        debits_pending: parse_units(&texts[2])?,
-        credits_pending: parse_units(&texts[3])?,
+        debits_posted: row.get::<_, Units>(first)?.0,
+        credits_posted: row.get::<_, Units>(first + 1)?.0,
+        debits_pending: row.get::<_, Units>(first + 2)?.0,
+        credits_pending: row.get::<_, Units>(first + 3)?.0,
     })
 }
 
@@ -452,7 +561,6 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account,
     let name: String = row.get(2)?;
     let created_at_ms = row.get::<_, i64>(8)? as u64;
     Ok((|| {
-        let balances = parse_balances(&balances)?;
         Ok(Account {
             id,
             kind: parse_kind(&kind)?,
@@ -490,7 +598,7 @@ fn model_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Model, Sto
 
 fn transfer_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Transfer, StoreError>> {
     let kind: i64 = row.get(1)?;
-    let amount: String = row.get(4)?;
+    let amount: Units = row.get(4)?;
     let id = TransferId(row.get::<_, i64>(0)? as u64);
     let debit = AccountId(row.get::<_, i64>(2)? as u64);
     let credit = AccountId(row.get::<_, i64>(3)? as u64);
@@ -504,7 +612,7 @@ fn transfer_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Transfe
                 .ok_or_else(|| internal(format!("unknown transfer kind {kind}")))?,
             debit,
             credit,
-            amount: Amount(parse_units(&amount)?),
+            amount: Amount(amount.0),
             pending_id,
             expires_at_ms,
             created_at_ms,
@@ -545,7 +653,7 @@ fn insert_account(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO accounts (id, kind, name, payout_address, api_key_hash, debits_posted, credits_posted,
-         debits_pending, credits_pending, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, '0', '0', '0', '0', ?6)",
+         debits_pending, credits_pending, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, 0, ?6)",
     )?
     .execute(params![
         id.0 as i64,
@@ -558,14 +666,20 @@ fn insert_account(
     Ok(())
 }
 
-/// Loads the persisted ledger and checks it against its own history: the stored balances and holds
-/// must be exactly what replaying every transfer gives.
+/// Loads the persisted ledger and checks it against its own history.
+///
+/// The transfers are the durable record; the balance columns of `accounts` are a snapshot of the
+/// balances after transfer `snapshot_through`, written in bulk now and then (see the writer). So:
+/// replay the history up to the snapshot point and require it to equal the snapshot exactly (a
+/// pair assertion: a tampered or corrupted balance is refused, never served), then replay the rest
+/// to reach the current state, whose pending holds must equal the `holds` table.
 fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
-    let next_transfer_id: i64 = conn
-        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM transfers", [], |row| row.get(0))
+    // One read transaction, so every query below sees the same committed state.
+    let tx = conn.unchecked_transaction().map_err(internal)?;
+    let snapshot_through: i64 = tx
+        .query_row("SELECT snapshot_through FROM balance_watermark", [], |row| row.get(0))
         .map_err(internal)?;
-    let mut state = LedgerState::new(next_transfer_id as u64);
-    let mut statement = conn
+    let mut statement = tx
         .prepare(
             "SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending FROM accounts",
         )
@@ -575,58 +689,58 @@ fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, balances_from_row(row, 2)?))
         })
         .map_err(internal)?;
-    let mut kinds = Vec::new();
+    let mut snapshot = Vec::new();
     for row in rows {
         let (id, kind, balances) = row.map_err(internal)?;
-        let kind = parse_kind(&kind)?;
-        kinds.push((AccountId(id as u64), kind));
-        state.add_account(AccountId(id as u64), kind, parse_balances(&balances)?);
+        snapshot.push((AccountId(id as u64), parse_kind(&kind)?, balances));
     }
-    let mut statement = conn
+    drop(statement);
+    let violation = |what: String| {
+        internal(InvariantViolation(format!("persisted ledger disagrees with its history: {what}")))
+    };
+    let mut replay = Replay::new(snapshot.iter().map(|(id, kind, _)| (*id, *kind)));
+    let mut compared = false;
+    let compare = |replay: &Replay| -> Result<(), StoreError> {
+        for (id, _, stored) in &snapshot {
+            let expected = replay.balances(*id);
+            if expected != Some(*stored) {
+                return Err(violation(format!("account {id} stored {stored:?}, history gives {expected:?}")));
+            }
+        }
+        Ok(())
+    };
+    let mut statement = tx.prepare(&format!("{TRANSFER_SELECT} ORDER BY id")).map_err(internal)?;
+    let mut rows = statement.query([]).map_err(internal)?;
+    while let Some(row) = rows.next().map_err(internal)? {
+        let transfer = transfer_from_row(row).map_err(internal)??;
+        if !compared && transfer.id.0 as i64 > snapshot_through {
+            compare(&replay)?;
+            compared = true;
+        }
+        replay.apply(&transfer).map_err(internal)?;
+    }
+    if !compared {
+        compare(&replay)?;
+    }
+    drop(rows);
+    drop(statement);
+    let state = replay.finish();
+    let mut statement = tx
         .prepare("SELECT id, debit_account, credit_account, amount, expires_at_ms FROM holds")
         .map_err(internal)?;
     let rows = statement
         .query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, i64>(4)?,
-            ))
+            Ok(Hold {
+                id: TransferId(row.get::<_, i64>(0)? as u64),
+                debit: AccountId(row.get::<_, i64>(1)? as u64),
+                credit: AccountId(row.get::<_, i64>(2)? as u64),
+                amount: row.get::<_, Units>(3)?.0,
+                expires_at_ms: row.get::<_, i64>(4)? as u64,
+            })
         })
         .map_err(internal)?;
-    for row in rows {
-        let (id, debit, credit, amount, expires_at_ms) = row.map_err(internal)?;
-        state.restore_hold(Hold {
-            id: TransferId(id as u64),
-            debit: AccountId(debit as u64),
-            credit: AccountId(credit as u64),
-            amount: parse_units(&amount)?,
-            expires_at_ms: expires_at_ms as u64,
-        });
-    }
-    let mut statement = conn.prepare(&format!("{TRANSFER_SELECT} ORDER BY id")).map_err(internal)?;
-    let transfers = statement
-        .query_map([], transfer_from_row)
-        .map_err(internal)?
-        .map(|row| row.map_err(internal)?)
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let replayed = replay(kinds, &transfers).map_err(internal)?;
-    let violation = |what: String| {
-        internal(InvariantViolation(format!("persisted ledger disagrees with its history: {what}")))
-    };
-    for (id, account) in state.accounts() {
-        let expected = replayed.account(*id).map(|a| a.balances);
-        if expected != Some(account.balances) {
-            return Err(violation(format!(
-                "account {id} stored {:?}, history gives {expected:?}",
-                account.balances
-            )));
-        }
-    }
-    let stored_holds: HashSet<Hold> = state.holds().copied().collect();
-    let replayed_holds: HashSet<Hold> = replayed.holds().copied().collect();
+    let stored_holds = rows.collect::<rusqlite::Result<HashSet<Hold>>>().map_err(internal)?;
+    let replayed_holds: HashSet<Hold> = state.holds().copied().collect();
     if stored_holds != replayed_holds {
         return Err(violation("pending holds differ".into()));
     }
@@ -637,6 +751,12 @@ fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
 /// What the writer keeps in memory besides the ledger.
 struct WriterState {
     ledger: LedgerState,
+    /// Account history covers transfers up to and including this id.
+    history_indexed_through: u64,
+    /// The `accounts` balance columns hold the balances after this transfer.
+    snapshot_through: u64,
+    /// Accounts whose balances changed since that snapshot.
+    dirty: Vec<AccountId>,
     datanets: HashSet<DatanetId>,
     operator: Option<AccountId>,
     next_account_id: u64,
@@ -666,8 +786,17 @@ impl WriterState {
             .optional()
             .map_err(internal)?
             .map(|id| AccountId(id as u64));
+        let history_indexed_through = conn
+            .query_row("SELECT indexed_through FROM history_watermark", [], |row| row.get::<_, i64>(0))
+            .map_err(internal)? as u64;
+        let snapshot_through = conn
+            .query_row("SELECT snapshot_through FROM balance_watermark", [], |row| row.get::<_, i64>(0))
+            .map_err(internal)? as u64;
         Ok(WriterState {
             ledger,
+            history_indexed_through,
+            snapshot_through,
+            dirty: Vec::new(),
             datanets,
             operator,
             next_account_id: next("accounts")?,
@@ -683,6 +812,7 @@ struct Writer {
     state: WriterState,
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
+    committed: Arc<RwLock<IdMap<AccountId, Balances>>>,
 }
 
 type Reply = oneshot::Sender<BatchResult>;
@@ -697,7 +827,16 @@ impl Writer {
             };
             let mut batch: Vec<(Vec<Request>, Reply)> = Vec::new();
             let mut commands = 0usize;
-            match receiver.recv_timeout(Duration::from_millis(wait_ms)) {
+            let idle_wait_ms = if self.history_lag() > 0 { wait_ms.min(HISTORY_IDLE_MS) } else { wait_ms };
+            let first = receiver.recv_timeout(Duration::from_millis(idle_wait_ms));
+            if matches!(first, Err(RecvTimeoutError::Timeout)) {
+                // Idle: bring the derived data (balance snapshot, account history) up to date.
+                self.snapshot_balances();
+                if self.history_lag() > 0 {
+                    self.index_history();
+                }
+            }
+            match first {
                 Ok(Message::Submit(requests, reply)) => {
                     commands += requests.len();
                     batch.push((requests, reply));
@@ -721,6 +860,10 @@ impl Writer {
             if !batch.is_empty() || expiry_due {
                 self.commit_batch(batch);
             }
+            if self.history_lag() >= HISTORY_CHUNK_TRANSFERS {
+                // Busy: index in full chunks, so the cost is amortised and the lag stays bounded.
+                self.index_history();
+            }
             if let Some(reply) = shutdown.take() {
                 // Everything queued before the shutdown request is applied before it is answered.
                 let mut rest = Vec::new();
@@ -732,6 +875,7 @@ impl Writer {
                 if !rest.is_empty() {
                     self.commit_batch(rest);
                 }
+                self.snapshot_balances();
                 let _ = reply.send(());
                 break;
             }
@@ -739,12 +883,87 @@ impl Writer {
         tracing::debug!("ledger writer stopped");
     }
 
+    /// Writes the balance snapshot in a transaction of its own (when idle or shutting down).
+    fn snapshot_balances(&mut self) {
+        if self.state.dirty.is_empty() {
+            return;
+        }
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut state =
+                SnapshotProgress { through: self.state.snapshot_through, dirty: self.state.dirty.clone() };
+            write_snapshot_rows(&tx, &self.state.ledger, &mut state)?;
+            tx.commit()?;
+            self.state.snapshot_through = state.through;
+            self.state.dirty = state.dirty;
+            Ok(())
+        })();
+        if let Err(error) = result {
+            // The snapshot is derived data; the transfers are already durable. Retry later.
+            tracing::error!(%error, "writing the balance snapshot failed");
+        }
+    }
+
+    fn history_lag(&self) -> u64 {
+        (self.state.ledger.next_transfer_id() - 1).saturating_sub(self.state.history_indexed_through)
+    }
+
+    /// Adds the next chunk of transfers to account history, sorted by account so that each index
+    /// page is written once per chunk rather than once per transfer.
+    fn index_history(&mut self) {
+        let from = self.state.history_indexed_through;
+        let result = (|| -> rusqlite::Result<u64> {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut entries: Vec<(i64, i64)> = Vec::new();
+            let mut through = from as i64;
+            {
+                let mut select =
+                    tx.prepare_cached("SELECT id, debit_account, credit_account FROM transfers WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+                let mut rows = select.query(params![from as i64, HISTORY_CHUNK_TRANSFERS as i64])?;
+                while let Some(row) = rows.next()? {
+                    let id: i64 = row.get(0)?;
+                    entries.push((row.get(1)?, id));
+                    entries.push((row.get(2)?, id));
+                    through = id;
+                }
+            }
+            entries.sort_unstable();
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO account_transfers (account, transfer) VALUES (?1, ?2)",
+                )?;
+                for (account, transfer) in &entries {
+                    insert.execute([account, transfer])?;
+                }
+            }
+            tx.execute("UPDATE history_watermark SET indexed_through = ?1", [through])?;
+            tx.commit()?;
+            Ok(through as u64)
+        })();
+        match result {
+            Ok(through) => self.state.history_indexed_through = through,
+            Err(error) => {
+                // History is derived data: failing to index is logged and retried, never fatal.
+                tracing::error!(%error, "indexing account history failed");
+                std::thread::sleep(Duration::from_millis(EXPIRY_POLL_MS_MAX));
+            }
+        }
+    }
+
     fn commit_batch(&mut self, batch: Vec<(Vec<Request>, Reply)>) {
         let started = Instant::now();
         let now_ms = self.clock.now_ms();
         let commands: usize = batch.iter().map(|(requests, _)| requests.len()).sum();
         match self.apply_and_commit(&batch, now_ms) {
-            Ok(results) => {
+            Ok((results, touched)) => {
+                {
+                    let mut committed = self.committed.write().expect("committed balances lock");
+                    for id in touched {
+                        let balances =
+                            self.state.ledger.account(id).expect("touched accounts exist").balances;
+                        committed.insert(id, balances);
+                    }
+                }
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
                 self.stats
@@ -772,37 +991,32 @@ impl Writer {
         &mut self,
         batch: &[(Vec<Request>, Reply)],
         now_ms: u64,
-    ) -> Result<Vec<Vec<Result<Outcome, StoreError>>>, rusqlite::Error> {
+    ) -> Result<(Vec<Vec<Result<Outcome, StoreError>>>, Vec<AccountId>), rusqlite::Error> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut touched: HashSet<AccountId> = HashSet::new();
+        let mut writes = BatchWrites::default();
         let mut results = Vec::with_capacity(batch.len());
         for (requests, _) in batch {
             let mut submission_results = Vec::with_capacity(requests.len());
             for request in requests {
-                submission_results.push(apply_request(&tx, &mut self.state, request, now_ms, &mut touched)?);
+                submission_results.push(apply_request(&tx, &mut self.state, request, now_ms, &mut writes)?);
             }
             results.push(submission_results);
         }
         for transfer in self.state.ledger.expire(now_ms) {
-            record_transfer(&tx, &transfer, &mut touched)?;
+            record_transfer(&tx, &transfer, &mut writes)?;
         }
-        let mut update = tx.prepare_cached(
-            "UPDATE accounts SET debits_posted = ?2, credits_posted = ?3, debits_pending = ?4, credits_pending = ?5
-             WHERE id = ?1",
-        )?;
-        for id in &touched {
-            let balances = self.state.ledger.account(*id).expect("touched accounts exist").balances;
-            update.execute(params![
-                id.0 as i64,
-                balances.debits_posted.to_string(),
-                balances.credits_posted.to_string(),
-                balances.debits_pending.to_string(),
-                balances.credits_pending.to_string(),
-            ])?;
+        insert_transfers(&tx, &writes.transfers)?;
+        let mut touched = writes.touched;
+        touched.sort_unstable();
+        touched.dedup();
+        self.state.dirty.extend_from_slice(&touched);
+        let since_snapshot =
+            (self.state.ledger.next_transfer_id() - 1).saturating_sub(self.state.snapshot_through);
+        if since_snapshot >= BALANCE_SNAPSHOT_TRANSFERS {
+            write_balance_snapshot(&tx, &mut self.state)?;
         }
-        drop(update);
         tx.commit()?;
-        Ok(results)
+        Ok((results, touched))
     }
 }
 
@@ -813,7 +1027,7 @@ fn apply_request(
     state: &mut WriterState,
     request: &Request,
     now_ms: u64,
-    touched: &mut HashSet<AccountId>,
+    writes: &mut BatchWrites,
 ) -> rusqlite::Result<Result<Outcome, StoreError>> {
     if let Some(key) = &request.idempotency {
         let previous: Option<(Vec<u8>, String)> = tx
@@ -827,7 +1041,7 @@ fn apply_request(
             return Ok(serde_json::from_str(&outcome).map_err(internal));
         }
     }
-    let result = apply_command(tx, state, &request.command, now_ms, touched)?;
+    let result = apply_command(tx, state, &request.command, now_ms, writes)?;
     if let (Ok(outcome), Some(key)) = (&result, &request.idempotency) {
         let outcome = serde_json::to_string(outcome).expect("outcomes serialize");
         tx.prepare_cached(
@@ -843,7 +1057,7 @@ fn apply_command(
     state: &mut WriterState,
     command: &Command,
     now_ms: u64,
-    touched: &mut HashSet<AccountId>,
+    writes: &mut BatchWrites,
 ) -> rusqlite::Result<Result<Outcome, StoreError>> {
     let is_person = |state: &WriterState, id: AccountId| -> Result<(), StoreError> {
         match state.ledger.account(id).map(|a| a.kind) {
@@ -864,6 +1078,7 @@ fn apply_command(
             insert_account(tx, id, *kind, name, *payout_address, Some(api_key_hash), now_ms)?;
             state.next_account_id += 1;
             state.ledger.add_account(id, *kind, Balances::default());
+            writes.touched.push(id);
             if *kind == AccountKind::Operator {
                 state.operator = Some(id);
             }
@@ -899,6 +1114,7 @@ fn apply_command(
                 state.next_datanet_id += 1;
                 state.next_account_id += 1;
                 state.ledger.add_account(pool, AccountKind::DatanetPool, Balances::default());
+                writes.touched.push(pool);
                 state.datanets.insert(id);
                 Ok(Outcome::DatanetCreated(id))
             }
@@ -962,7 +1178,7 @@ fn apply_command(
                 state,
                 LedgerOp::Transfer { debit: SYSTEM_ACCOUNTS.external, credit: *account, amount: *amount },
                 now_ms,
-                touched,
+                writes,
             )?,
         },
         Command::Transfer { from, to, amount } => {
@@ -973,7 +1189,7 @@ fn apply_command(
                     state,
                     LedgerOp::Transfer { debit: *from, credit: *to, amount: *amount },
                     now_ms,
-                    touched,
+                    writes,
                 )?,
             }
         }
@@ -985,7 +1201,7 @@ fn apply_command(
                     state,
                     LedgerOp::Hold { debit: *from, credit: *to, amount: *amount, timeout_ms: *timeout_ms },
                     now_ms,
-                    touched,
+                    writes,
                 )?,
             }
         }
@@ -994,16 +1210,14 @@ fn apply_command(
             Some(pending) if pending.debit != *caller => {
                 Err(StoreError::Forbidden(format!("only the account that placed hold {hold} can post it")))
             }
-            Some(_) => {
-                ledger_op(tx, state, LedgerOp::Post { hold: *hold, amount: *amount }, now_ms, touched)?
-            }
+            Some(_) => ledger_op(tx, state, LedgerOp::Post { hold: *hold, amount: *amount }, now_ms, writes)?,
         },
         Command::VoidHold { caller, hold } => match state.ledger.hold(*hold) {
             None => Err(StoreError::Ledger(LedgerError::HoldNotPending(*hold))),
             Some(pending) if pending.debit != *caller && pending.credit != *caller => {
                 Err(StoreError::Forbidden(format!("only the parties of hold {hold} can void it")))
             }
-            Some(_) => ledger_op(tx, state, LedgerOp::Void { hold: *hold }, now_ms, touched)?,
+            Some(_) => ledger_op(tx, state, LedgerOp::Void { hold: *hold }, now_ms, writes)?,
         },
     };
     Ok(result)
@@ -1025,11 +1239,11 @@ fn ledger_op(
     state: &mut WriterState,
     op: LedgerOp,
     now_ms: u64,
-    touched: &mut HashSet<AccountId>,
+    writes: &mut BatchWrites,
 ) -> rusqlite::Result<Result<Outcome, StoreError>> {
     match state.ledger.apply(op, now_ms) {
         Ok(transfer) => {
-            record_transfer(tx, &transfer, touched)?;
+            record_transfer(tx, &transfer, writes)?;
             Ok(Ok(Outcome::Transfer(transfer)))
         }
         Err(error) => Ok(Err(StoreError::Ledger(error))),
@@ -1039,22 +1253,8 @@ fn ledger_op(
 fn record_transfer(
     tx: &Transaction<'_>,
     transfer: &Transfer,
-    touched: &mut HashSet<AccountId>,
+    writes: &mut BatchWrites,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO transfers (id, kind, debit_account, credit_account, amount, pending_id, expires_at_ms,
-         created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        transfer.id.0 as i64,
-        transfer.kind.as_code(),
-        transfer.debit.0 as i64,
-        transfer.credit.0 as i64,
-        transfer.amount.0.to_string(),
-        transfer.pending_id.map(|id| id.0 as i64),
-        transfer.expires_at_ms.map(|ms| ms as i64),
-        transfer.created_at_ms as i64,
-    ])?;
     match transfer.kind {
         TransferKind::Pending => {
             tx.prepare_cached(
@@ -1064,7 +1264,7 @@ fn record_transfer(
                 transfer.id.0 as i64,
                 transfer.debit.0 as i64,
                 transfer.credit.0 as i64,
-                transfer.amount.0.to_string(),
+                Units(transfer.amount.0),
                 transfer.expires_at_ms.map(|ms| ms as i64),
             ])?;
         }
@@ -1074,7 +1274,98 @@ fn record_transfer(
         }
         TransferKind::Posted => {}
     }
-    touched.insert(transfer.debit);
-    touched.insert(transfer.credit);
+    writes.touched.push(transfer.debit);
+    writes.touched.push(transfer.credit);
+    writes.transfers.push(transfer.clone());
+    Ok(())
+}
+
+struct SnapshotProgress {
+    through: u64,
+    dirty: Vec<AccountId>,
+}
+
+fn write_balance_snapshot(tx: &Transaction<'_>, state: &mut WriterState) -> rusqlite::Result<()> {
+    let mut progress =
+        SnapshotProgress { through: state.snapshot_through, dirty: std::mem::take(&mut state.dirty) };
+    write_snapshot_rows(tx, &state.ledger, &mut progress)?;
+    state.snapshot_through = progress.through;
+    state.dirty = progress.dirty;
+    Ok(())
+}
+
+/// Writes the balances of every dirty account and moves the watermark to the newest transfer, so
+/// that the stored balances are exactly those after it.
+fn write_snapshot_rows(
+    tx: &Transaction<'_>,
+    ledger: &LedgerState,
+    progress: &mut SnapshotProgress,
+) -> rusqlite::Result<()> {
+    progress.dirty.sort_unstable();
+    progress.dirty.dedup();
+    let mut update = tx.prepare_cached(
+        "UPDATE accounts SET debits_posted = ?2, credits_posted = ?3, debits_pending = ?4, credits_pending = ?5
+         WHERE id = ?1",
+    )?;
+    for id in &progress.dirty {
+        let balances = ledger.account(*id).expect("dirty accounts exist").balances;
+        update.execute(params![
+            id.0 as i64,
+            Units(balances.debits_posted),
+            Units(balances.credits_posted),
+            Units(balances.debits_pending),
+            Units(balances.credits_pending),
+        ])?;
+    }
+    let through = ledger.next_transfer_id() - 1;
+    tx.prepare_cached("UPDATE balance_watermark SET snapshot_through = ?1")?.execute([through as i64])?;
+    progress.dirty.clear();
+    progress.through = through;
+    Ok(())
+}
+
+/// What a batch writes at its end, in bulk: its transfers and the accounts whose balances changed.
+/// Nothing in a batch reads the `transfers` table, so deferring those rows to the end is safe.
+#[derive(Default)]
+struct BatchWrites {
+    transfers: Vec<Transfer>,
+    touched: Vec<AccountId>,
+}
+
+/// Rows per multi-row INSERT: fewer statement executions, same rows.
+const INSERT_ROWS_PER_STATEMENT: usize = 64;
+
+fn insert_transfers(tx: &Transaction<'_>, transfers: &[Transfer]) -> rusqlite::Result<()> {
+    const COLUMNS: &str = "INSERT INTO transfers (id, kind, debit_account, credit_account, amount, pending_id, \
+                           expires_at_ms, created_at_ms) VALUES ";
+    let statement_for = |rows: usize| {
+        let mut sql = String::from(COLUMNS);
+        for row in 0..rows {
+            if row > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?,?,?,?,?,?,?,?)");
+        }
+        sql
+    };
+    let full = statement_for(INSERT_ROWS_PER_STATEMENT);
+    for chunk in transfers.chunks(INSERT_ROWS_PER_STATEMENT) {
+        let sql =
+            if chunk.len() == INSERT_ROWS_PER_STATEMENT { full.clone() } else { statement_for(chunk.len()) };
+        let mut statement = tx.prepare_cached(&sql)?;
+        let mut index = 1;
+        for transfer in chunk {
+            statement.raw_bind_parameter(index, transfer.id.0 as i64)?;
+            statement.raw_bind_parameter(index + 1, transfer.kind.as_code())?;
+            statement.raw_bind_parameter(index + 2, transfer.debit.0 as i64)?;
+            statement.raw_bind_parameter(index + 3, transfer.credit.0 as i64)?;
+            statement.raw_bind_parameter(index + 4, Units(transfer.amount.0))?;
+            statement.raw_bind_parameter(index + 5, transfer.pending_id.map(|id| id.0 as i64))?;
+            statement.raw_bind_parameter(index + 6, transfer.expires_at_ms.map(|ms| ms as i64))?;
+            statement.raw_bind_parameter(index + 7, transfer.created_at_ms as i64)?;
+            index += 8;
+        }
+        statement.raw_execute()?;
+    }
     Ok(())
 }

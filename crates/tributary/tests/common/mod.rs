@@ -21,12 +21,18 @@ pub struct Node {
 impl Node {
     /// Starts `tributary serve` on `data` and waits until it listens.
     pub fn start(data: &Path, extra_args: &[&str]) -> Node {
+        Node::start_with_env(data, extra_args, &[])
+    }
+
+    /// Like [`Node::start`], with extra environment variables for the node.
+    pub fn start_with_env(data: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
             .env("TRIBUTARY_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
