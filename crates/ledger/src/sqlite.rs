@@ -817,6 +817,9 @@ struct Writer {
 
 type Reply = oneshot::Sender<BatchResult>;
 
+/// Each submission's results, and the accounts whose balances the batch changed.
+type CommittedBatch = (Vec<Vec<Result<Outcome, StoreError>>>, Vec<AccountId>);
+
 impl Writer {
     fn run(mut self, receiver: Receiver<Message>) {
         let mut shutdown: Option<oneshot::Sender<()>> = None;
@@ -991,7 +994,7 @@ impl Writer {
         &mut self,
         batch: &[(Vec<Request>, Reply)],
         now_ms: u64,
-    ) -> Result<(Vec<Vec<Result<Outcome, StoreError>>>, Vec<AccountId>), rusqlite::Error> {
+    ) -> Result<CommittedBatch, rusqlite::Error> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut writes = BatchWrites::default();
         let mut results = Vec::with_capacity(batch.len());
