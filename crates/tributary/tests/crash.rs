@@ -183,7 +183,7 @@ async fn acknowledged_operations_survive_sigkill() {
             let mut plan = Vec::new();
             for _ in 0..2_000 {
                 let roll = rng.next();
-                let kind = if roll % 5 == 0 {
+                let kind = if roll.is_multiple_of(5) {
                     Kind::Deposit { account: (roll >> 8) as usize % ACCOUNTS }
                 } else {
                     let from = (roll >> 8) as usize % ACCOUNTS;
