@@ -84,14 +84,16 @@ CREATE TABLE transfers (
     expires_at_ms INTEGER,
     created_at_ms INTEGER NOT NULL
 );
--- An account's history, derived from `transfers` by the writer in large sorted chunks when it is
--- idle (or when it falls too far behind), never in the acknowledged write path: keyed by account,
--- these rows land all over the index, and writing them per batch would triple the cost of every
--- transfer. Readers add the unindexed tail (ids above `indexed_through`) by a bounded scan.
-CREATE TABLE account_transfers (
+-- An account's history, derived from `transfers` by the writer in chunks when it is idle or a
+-- chunk is full, never in the acknowledged write path. One row per account per chunk holds the
+-- ids of that account's transfers in the chunk (ascending, as LEB128 deltas): keyed by account,
+-- per-transfer rows would land all over the index and cost more than the transfers themselves.
+-- Readers add the unindexed tail (ids above `indexed_through`) by a bounded scan.
+CREATE TABLE account_history (
     account INTEGER NOT NULL,
-    transfer INTEGER NOT NULL,
-    PRIMARY KEY (account, transfer)
+    last_transfer INTEGER NOT NULL,
+    transfers BLOB NOT NULL,
+    PRIMARY KEY (account, last_transfer)
 ) WITHOUT ROWID;
 CREATE TABLE history_watermark (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -450,21 +452,32 @@ impl Store for SqliteStore {
                      ORDER BY id DESC LIMIT ?3"
                 ))
                 .map_err(internal)?;
-            for row in tail.query_map(params![indexed_through, account.0 as i64, limit], transfer_from_row).map_err(internal)? {
+            for row in tail
+                .query_map(params![indexed_through, account.0 as i64, limit], transfer_from_row)
+                .map_err(internal)?
+            {
                 transfers.push(row.map_err(internal)??);
             }
-            let rest = limit as usize - transfers.len();
-            if rest > 0 {
-                let mut indexed = tx
+            if transfers.len() < limit as usize {
+                let mut chunks = tx
                     .prepare(
-                        "SELECT t.id, t.kind, t.debit_account, t.credit_account, t.amount, t.pending_id, \
-                         t.expires_at_ms, t.created_at_ms FROM account_transfers a JOIN transfers t ON t.id = a.transfer \
-                         WHERE a.account = ?1 AND a.transfer <= ?2 ORDER BY a.transfer DESC LIMIT ?3",
+                        "SELECT transfers FROM account_history WHERE account = ?1 AND last_transfer <= ?2 \
+                         ORDER BY last_transfer DESC",
                     )
                     .map_err(internal)?;
-                let rows = indexed.query_map(params![account.0 as i64, indexed_through, rest as i64], transfer_from_row);
-                for row in rows.map_err(internal)? {
-                    transfers.push(row.map_err(internal)??);
+                let mut by_id = tx.prepare(&format!("{TRANSFER_SELECT} WHERE id = ?1")).map_err(internal)?;
+                let mut rows = chunks.query(params![account.0 as i64, indexed_through]).map_err(internal)?;
+                'chunks: while let Some(row) = rows.next().map_err(internal)? {
+                    let encoded: Vec<u8> = row.get(0).map_err(internal)?;
+                    let ids = decode_ids(&encoded).ok_or_else(|| internal("corrupt account history row"))?;
+                    for id in ids.into_iter().rev() {
+                        if transfers.len() >= limit as usize {
+                            break 'chunks;
+                        }
+                        let transfer =
+                            by_id.query_row([id as i64], transfer_from_row).map_err(internal)??;
+                        transfers.push(transfer);
+                    }
                 }
             }
             Ok(transfers)
@@ -931,12 +944,15 @@ impl Writer {
                 }
             }
             entries.sort_unstable();
+            entries.dedup();
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO account_transfers (account, transfer) VALUES (?1, ?2)",
+                    "INSERT INTO account_history (account, last_transfer, transfers) VALUES (?1, ?2, ?3)",
                 )?;
-                for (account, transfer) in &entries {
-                    insert.execute([account, transfer])?;
+                for group in entries.chunk_by(|a, b| a.0 == b.0) {
+                    let ids: Vec<u64> = group.iter().map(|&(_, id)| id as u64).collect();
+                    let last = *ids.last().expect("groups are not empty");
+                    insert.execute(params![group[0].0, last as i64, encode_ids(&ids)])?;
                 }
             }
             tx.execute("UPDATE history_watermark SET indexed_through = ?1", [through])?;
@@ -1327,6 +1343,49 @@ fn write_snapshot_rows(
     Ok(())
 }
 
+/// Encodes ascending ids as LEB128 varints of their differences (the first from zero).
+fn encode_ids(ids: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len() * 2);
+    let mut previous = 0u64;
+    for &id in ids {
+        let mut delta = id - previous;
+        previous = id;
+        loop {
+            let byte = (delta & 0x7f) as u8;
+            delta >>= 7;
+            if delta == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_ids`]; `None` for bytes it could not have produced.
+fn decode_ids(bytes: &[u8]) -> Option<Vec<u64>> {
+    let mut ids = Vec::new();
+    let mut previous = 0u64;
+    let mut delta = 0u64;
+    let mut shift = 0u32;
+    for &byte in bytes {
+        if shift >= 64 {
+            return None;
+        }
+        delta |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            previous = previous.checked_add(delta)?;
+            ids.push(previous);
+            delta = 0;
+            shift = 0;
+        } else {
+            shift += 7;
+        }
+    }
+    if shift != 0 { None } else { Some(ids) }
+}
+
 /// What a batch writes at its end, in bulk: its transfers and the accounts whose balances changed.
 /// Nothing in a batch reads the `transfers` table, so deferring those rows to the end is safe.
 #[derive(Default)]
@@ -1371,4 +1430,18 @@ fn insert_transfers(tx: &Transaction<'_>, transfers: &[Transfer]) -> rusqlite::R
         statement.raw_execute()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_lists_round_trip() {
+        for ids in [vec![], vec![1], vec![1, 2, 3], vec![5, 300, 301, 70_000, u64::MAX / 2, u64::MAX]] {
+            assert_eq!(decode_ids(&encode_ids(&ids)), Some(ids.clone()));
+        }
+        assert_eq!(encode_ids(&[1, 129]), vec![1, 0x80, 0x01]);
+        assert_eq!(decode_ids(&[0x80]), None, "a truncated varint is refused");
+    }
 }

@@ -315,3 +315,68 @@ async fn acknowledged_writes_survive_reopen_and_tampering_is_detected() {
     let error = reopened.expect_err("tampered ledger is refused");
     assert!(error.to_string().contains("disagrees with its history"), "{error}");
 }
+
+#[tokio::test]
+async fn account_history_is_complete_newest_first_across_indexed_and_fresh_transfers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let clock = Arc::new(ManualClock(AtomicU64::new(1)));
+    let store = open(&path, clock.clone());
+    let accounts = [user(&store, "a").await, user(&store, "b").await, user(&store, "c").await];
+    for &account in &accounts {
+        store.execute(Command::Deposit { account, amount: Amount(1_000_000) }.into()).await.expect("deposit");
+    }
+    let mut expected: Vec<Vec<TransferId>> = vec![Vec::new(); 3];
+    let mut pay = |results: Vec<Result<Outcome, StoreError>>, pairs: &[(usize, usize)]| {
+        for (result, &(from, to)) in results.into_iter().zip(pairs) {
+            let Ok(Outcome::Transfer(transfer)) = result else { panic!("transfer failed: {result:?}") };
+            expected[from].push(transfer.id);
+            expected[to].push(transfer.id);
+        }
+    };
+    let pairs: Vec<(usize, usize)> = (0..300).map(|n| (n % 3, (n + 1 + n / 3 % 2) % 3)).collect();
+    let requests = |pairs: &[(usize, usize)]| -> Vec<Request> {
+        pairs
+            .iter()
+            .map(|&(from, to)| {
+                Command::Transfer { from: accounts[from], to: accounts[to], amount: Amount(1) }.into()
+            })
+            .collect()
+    };
+    pay(store.execute_batch(requests(&pairs)).await.expect("batch"), &pairs);
+    // The writer indexes history once it has been idle for a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let indexed: i64 =
+        raw.query_row("SELECT indexed_through FROM history_watermark", [], |r| r.get(0)).expect("watermark");
+    assert!(indexed >= 303, "the idle writer indexed the first 303 transfers, got {indexed}");
+    drop(raw);
+    let fresh: Vec<(usize, usize)> = (0..40).map(|n| (2 - n % 3, (3 - n % 3) % 3)).collect();
+    pay(store.execute_batch(requests(&fresh)).await.expect("batch"), &fresh);
+
+    let check = |store: SqliteStore, expected: Vec<Vec<TransferId>>| async move {
+        for (n, &account) in accounts.iter().enumerate() {
+            let mut newest_first = expected[n].clone();
+            newest_first.reverse();
+            for limit in [1u32, 7, 40, 150, 1000] {
+                let got: Vec<TransferId> = store
+                    .account_transfers(account, limit)
+                    .await
+                    .expect("history")
+                    .iter()
+                    .map(|t| t.id)
+                    .collect();
+                // The deposit is the account's first transfer, so it comes last.
+                let mut want = newest_first.clone();
+                want.truncate(limit as usize);
+                assert_eq!(got[..want.len().min(got.len())], want[..], "account {account} limit {limit}");
+                assert_eq!(got.len(), (newest_first.len() + 1).min(limit as usize));
+            }
+        }
+        store
+    };
+    let store = check(store, expected.clone()).await;
+    store.shutdown().await;
+    drop(store);
+    check(open(&path, clock), expected).await;
+}
