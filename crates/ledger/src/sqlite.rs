@@ -491,7 +491,7 @@ impl Store for SqliteStore {
             state.check_invariants().map_err(internal)?;
             let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).map_err(internal);
             Ok(LedgerSummary {
-                totals: state.totals().map_err(internal)?,
+                totals: state.totals(),
                 external_debit_excess: state
                     .account(SYSTEM_ACCOUNTS.external)
                     .map(|a| a.balances.debits_posted.saturating_sub(a.balances.credits_posted))
@@ -1028,6 +1028,11 @@ impl Writer {
         let mut touched = writes.touched;
         touched.sort_unstable();
         touched.dedup();
+        // Pair the writes with assertions: a broken invariant is a bug, so stop before committing it.
+        if let Err(violation) = self.state.ledger.check_accounts(&touched) {
+            panic!("refusing to commit a batch: {violation}");
+        }
+        debug_assert_eq!(self.state.ledger.check_invariants(), Ok(()));
         self.state.dirty.extend_from_slice(&touched);
         let since_snapshot =
             (self.state.ledger.next_transfer_id() - 1).saturating_sub(self.state.snapshot_through);

@@ -184,13 +184,67 @@ pub const HOLD_TIMEOUT_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 #[error("ledger invariant violated: {0}")]
 pub struct InvariantViolation(pub String);
 
-/// Totals over all accounts; debits equal credits in a consistent ledger.
+/// Totals over all accounts; debits equal credits in a consistent ledger. Each account's counters
+/// fit in u128, but their sum over many accounts may not (money circulates, and posted counters
+/// only grow), so totals are summed in 256 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Totals {
-    pub debits_posted: u128,
-    pub credits_posted: u128,
-    pub debits_pending: u128,
-    pub credits_pending: u128,
+    pub debits_posted: Sum256,
+    pub credits_posted: Sum256,
+    pub debits_pending: Sum256,
+    pub credits_pending: Sum256,
+}
+
+/// A 256-bit unsigned sum of u128 amounts, as four little-endian 64-bit limbs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, PartialOrd, Ord)]
+pub struct Sum256([u64; 4]);
+
+impl Sum256 {
+    pub fn add(&mut self, amount: u128) {
+        let mut carry = amount;
+        for limb in &mut self.0 {
+            if carry == 0 {
+                break;
+            }
+            let sum = u128::from(*limb) + (carry & u128::from(u64::MAX));
+            *limb = sum as u64;
+            carry = (carry >> 64) + (sum >> 64);
+        }
+        assert_eq!(carry, 0, "a sum of u128 amounts over fewer than 2^128 accounts fits in 256 bits");
+    }
+
+    pub fn from_u128(amount: u128) -> Sum256 {
+        let mut sum = Sum256::default();
+        sum.add(amount);
+        sum
+    }
+}
+
+impl std::fmt::Display for Sum256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Repeated division by 10^19 (the largest power of ten below 2^64), most significant limb first.
+        const CHUNK: u128 = 10_000_000_000_000_000_000;
+        let mut limbs = self.0;
+        let mut chunks = Vec::new();
+        loop {
+            let mut remainder: u128 = 0;
+            for limb in limbs.iter_mut().rev() {
+                let current = (remainder << 64) | u128::from(*limb);
+                *limb = (current / CHUNK) as u64;
+                remainder = current % CHUNK;
+            }
+            chunks.push(remainder as u64);
+            if limbs.iter().all(|&limb| limb == 0) {
+                break;
+            }
+        }
+        let mut chunks = chunks.into_iter().rev();
+        write!(f, "{}", chunks.next().unwrap_or(0))?;
+        for chunk in chunks {
+            write!(f, "{chunk:019}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -317,26 +371,22 @@ impl LedgerState {
         self.expiry.first().map(|&(at, _)| at)
     }
 
-    pub fn totals(&self) -> Result<Totals, InvariantViolation> {
-        let overflow = || InvariantViolation("totals overflow 128 bits".into());
+    pub fn totals(&self) -> Totals {
         let mut totals = Totals::default();
         for account in self.accounts.values() {
             let b = account.balances;
-            totals.debits_posted = totals.debits_posted.checked_add(b.debits_posted).ok_or_else(overflow)?;
-            totals.credits_posted =
-                totals.credits_posted.checked_add(b.credits_posted).ok_or_else(overflow)?;
-            totals.debits_pending =
-                totals.debits_pending.checked_add(b.debits_pending).ok_or_else(overflow)?;
-            totals.credits_pending =
-                totals.credits_pending.checked_add(b.credits_pending).ok_or_else(overflow)?;
+            totals.debits_posted.add(b.debits_posted);
+            totals.credits_posted.add(b.credits_posted);
+            totals.debits_pending.add(b.debits_pending);
+            totals.credits_pending.add(b.credits_pending);
         }
-        Ok(totals)
+        totals
     }
 
     /// Checks every invariant over the whole state: debits equal credits, no account beyond its
     /// limit, and pending counters equal to the holds that are pending.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        let totals = self.totals()?;
+        let totals = self.totals();
         if totals.debits_posted != totals.credits_posted {
             return Err(InvariantViolation(format!(
                 "posted debits {} != posted credits {}",
@@ -372,6 +422,23 @@ impl LedgerState {
         }
         if self.expiry.len() != self.holds.len() {
             return Err(InvariantViolation("hold expiry index out of step".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks the accounts a batch touched, each within its limit: cheap enough for every batch.
+    /// The whole-ledger [`LedgerState::check_invariants`] runs on every load, and after every batch
+    /// in debug builds.
+    pub fn check_accounts(&self, ids: &[AccountId]) -> Result<(), InvariantViolation> {
+        for id in ids {
+            let account =
+                self.accounts.get(id).ok_or_else(|| InvariantViolation(format!("account {id} vanished")))?;
+            if !account.balances.within_limits(account.kind) {
+                return Err(InvariantViolation(format!(
+                    "account {id} is beyond its limit: {:?}",
+                    account.balances
+                )));
+            }
         }
         Ok(())
     }
@@ -562,4 +629,28 @@ impl Replay {
 fn bump(state: &mut LedgerState, id: AccountId, change: impl FnOnce(&mut Balances)) -> Option<()> {
     change(&mut state.accounts.get_mut(&id)?.balances);
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(amounts: &[u128], expected: &str) {
+        let mut sum = Sum256::default();
+        for &amount in amounts {
+            sum.add(amount);
+        }
+        assert_eq!(sum.to_string(), expected);
+    }
+
+    #[test]
+    fn sums_beyond_u128_print_exactly() {
+        check(&[], "0");
+        check(&[42], "42");
+        check(&[10_000_000_000_000_000_000], "10000000000000000000");
+        check(&[u128::MAX], "340282366920938463463374607431768211455");
+        check(&[u128::MAX, 1], "340282366920938463463374607431768211456");
+        check(&[u128::MAX, u128::MAX], "680564733841876926926749214863536422910");
+        check(&[u128::MAX; 3], "1020847100762815390390123822295304634365");
+    }
 }

@@ -237,7 +237,8 @@ pub trait Store: Send + Sync + 'static {
     async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
     /// Transfers that debit or credit `account`, newest first.
     async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError>;
-    /// Recomputes the summary from persisted state and checks it against the live ledger.
+    /// Recomputes the summary from persisted state, replaying the whole history and checking every
+    /// invariant on the way (an audit, not a cheap call).
     async fn ledger_summary(&self) -> Result<LedgerSummary, StoreError>;
     /// Stops accepting writes, finishes what was accepted, and waits until it is durable.
     async fn shutdown(&self);

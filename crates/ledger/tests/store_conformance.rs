@@ -115,7 +115,7 @@ async fn deposits_transfers_and_holds_move_money_exactly() {
 
     let summary = store.ledger_summary().await.expect("summary");
     assert_eq!(summary.totals.debits_posted, summary.totals.credits_posted);
-    assert_eq!(summary.totals.debits_posted, 1_000 + 300 + 120);
+    assert_eq!(summary.totals.debits_posted, tributary_ledger::state::Sum256::from_u128(1_000 + 300 + 120));
     assert_eq!(summary.holds_pending, 0);
 }
 

@@ -544,10 +544,10 @@ pub async fn ledger(State(state): State<AppState>, caller: Caller) -> ApiResult<
     let summary = state.store().ledger_summary().await?;
     let totals = summary.totals;
     Ok(Json(LedgerResponse {
-        debits_posted: tributary_core::Amount(totals.debits_posted),
-        credits_posted: tributary_core::Amount(totals.credits_posted),
-        debits_pending: tributary_core::Amount(totals.debits_pending),
-        credits_pending: tributary_core::Amount(totals.credits_pending),
+        debits_posted: totals.debits_posted.to_string(),
+        credits_posted: totals.credits_posted.to_string(),
+        debits_pending: totals.debits_pending.to_string(),
+        credits_pending: totals.credits_pending.to_string(),
         deposited: tributary_core::Amount(summary.external_debit_excess),
         accounts: summary.accounts,
         transfers: summary.transfers,

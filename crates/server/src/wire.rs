@@ -406,14 +406,12 @@ pub struct OpenAiModelList {
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct LedgerResponse {
-    #[schema(value_type = String)]
-    pub debits_posted: Amount,
-    #[schema(value_type = String)]
-    pub credits_posted: Amount,
-    #[schema(value_type = String)]
-    pub debits_pending: Amount,
-    #[schema(value_type = String)]
-    pub credits_pending: Amount,
+    /// Sums over all accounts, as decimal strings; they may exceed 2^128 - 1 because posted
+    /// counters grow with every movement of money.
+    pub debits_posted: String,
+    pub credits_posted: String,
+    pub debits_pending: String,
+    pub credits_pending: String,
     /// Money that has entered the ledger through deposits and not left it.
     #[schema(value_type = String)]
     pub deposited: Amount,

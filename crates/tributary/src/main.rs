@@ -160,13 +160,13 @@ impl From<SignupArg> for tributary_server::SignupPolicy {
 #[derive(Args, Debug, Clone)]
 struct NodeArgs {
     /// The node's base URL.
-    #[arg(long, env = "TRIBUTARY_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, env = "TRIBUTARY_NODE", default_value = "http://127.0.0.1:8080")]
     node: String,
     /// Your API key.
-    #[arg(long, env = "TRIBUTARY_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "TRIBUTARY_API_KEY", hide_env_values = true)]
     key: Option<String>,
     /// A file holding your API key (such as DATA/operator.key).
-    #[arg(long, env = "TRIBUTARY_API_KEY_FILE")]
+    #[arg(long, global = true, env = "TRIBUTARY_API_KEY_FILE")]
     key_file: Option<PathBuf>,
 }
 

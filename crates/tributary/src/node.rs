@@ -30,9 +30,18 @@ pub async fn start(data: &Path, listen: SocketAddr, config: ServerConfig) -> any
         SqliteStore::open(&data.join(DATABASE_FILE), Arc::new(SystemClock))
             .with_context(|| format!("opening the store in {}", data.display()))?,
     );
+    let key_path = data.join(OPERATOR_KEY_FILE);
+    if store.operator().await?.is_none() && key_path.exists() {
+        anyhow::bail!(
+            "{} exists but the database in {} has no operator; it belongs to another node's data. \
+             Move it away to let this node create its operator",
+            key_path.display(),
+            data.display()
+        );
+    }
     let new_operator_key = match tributary_server::ensure_operator(store.as_ref()).await? {
         Some((_, key)) => {
-            write_secret(&data.join(OPERATOR_KEY_FILE), &key)?;
+            write_secret(&key_path, &key)?;
             Some(key)
         }
         None => None,

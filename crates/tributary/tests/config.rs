@@ -74,3 +74,19 @@ fn a_bad_config_file_is_refused_clearly() {
     assert!(stderr.contains("singup"), "the typo is named: {stderr}");
     assert!(!dir.path().join("data").exists(), "nothing was created");
 }
+
+#[test]
+fn a_stale_operator_key_is_never_overwritten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("operator.key"), "trb_from_another_node\n").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has no operator"), "{stderr}");
+    let kept = std::fs::read_to_string(dir.path().join("operator.key")).expect("still there");
+    assert_eq!(kept, "trb_from_another_node\n");
+}

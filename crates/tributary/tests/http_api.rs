@@ -117,6 +117,22 @@ async fn accounts_keys_and_privacy() {
         node.call("PATCH", &path, Some(alice_key), Some(json!({"payout_address": null}))).await;
     assert_eq!((status, &body["payout_address"]), (200, &Value::Null));
 
+    // Keys are stored hashed: the database files never contain a key in clear.
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("tributary.db")) {
+            stored.extend(std::fs::read(&path).expect("read db file"));
+        }
+    }
+    assert!(!stored.is_empty());
+    for key in [alice_key, bob_key.as_str(), node.operator_key.as_str()] {
+        assert!(
+            !stored.windows(key.len()).any(|window| window == key.as_bytes()),
+            "a key is stored in clear"
+        );
+    }
+
     let (status, body) = node.call("POST", "/v1/accounts", None, Some(json!({"name": "  "}))).await;
     assert_eq!((status, code(&body)), (400, "invalid_field"));
     let (status, body) =
@@ -273,6 +289,16 @@ async fn deposits_and_transfers_with_every_kind_of_bad_input() {
     assert_eq!(balance(&node, &bob).await.0, "300");
     let after = ledger(&node).await;
     assert_eq!(after["deposited"], "1000");
+
+    // Amounts are exact up to 2^128 - 1; one unit more than any counter can hold is refused.
+    let (big, _) = account(&node, "big").await;
+    let max = u128::MAX - 1000;
+    deposit(&node, &big, &max.to_string()).await;
+    assert_eq!(balance(&node, &big).await.0, max.to_string());
+    let (status, body) =
+        node.call("POST", "/v1/deposits", op, Some(json!({"account": big, "amount": "1"}))).await;
+    assert_eq!((status, code(&body)), (400, "amount_overflow"), "{body}");
+    assert_eq!(ledger(&node).await["deposited"], (max + 1000).to_string());
 }
 
 #[tokio::test]
