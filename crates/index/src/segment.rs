@@ -1,0 +1,546 @@
+//! Immutable index segments: the infini-gram layout (a token array and its suffix array) over a set
+//! of contributions, in one memory-mapped file.
+//!
+//! File format, version 1 (little endian):
+//!
+//! | bytes | content |
+//! | --- | --- |
+//! | 0..8 | magic `TRBSEG\0\x01` |
+//! | 8..12 | format version (1) |
+//! | 12..16 | header length (512) |
+//! | 16..48 | token count, document count, vocabulary size, word-token count (u64 each) |
+//! | 48..144 | section table: 6 × (offset u64, length u64) |
+//! | 144..336 | BLAKE3 of each section, 6 × 32 bytes |
+//! | 336..368 | BLAKE3 of bytes 0..336: the segment's id and content hash |
+//!
+//! Sections, each 8-byte aligned: vocabulary offsets (u32 × (V + 1)), vocabulary bytes (UTF-8,
+//! sorted words), documents (contribution u64, contributor u64, first token u64), unigram counts
+//! (u32 × (V + 2)), tokens (u16 × N), suffix array (u32 × N).
+//!
+//! Token ids: 0 separates documents, 1 ends a sentence, 2.. are the sorted vocabulary. A segment
+//! holds at most [`VOCABULARY_WORDS_MAX`] distinct words, so tokens always fit in 16 bits (6 bytes of
+//! index per token with the 32-bit suffix array); the builder starts a new segment when a document
+//! would overflow it.
+//!
+//! Opening a segment checks its length, header, section bounds and the checksums of the small
+//! sections; the token and suffix-array sections (nearly all the bytes) are checked by
+//! [`Segment::verify`], which the index manager runs in the background after opening, so a large
+//! index opens in milliseconds. Queries never index out of bounds even on a corrupted file.
+
+use std::fs::File;
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::IndexError;
+use crate::tokenize::tokenize;
+
+pub const MAGIC: &[u8; 8] = b"TRBSEG\0\x01";
+pub const FORMAT_VERSION: u32 = 1;
+pub const HEADER_BYTES: usize = 512;
+const SECTIONS: usize = 6;
+const TABLE_AT: usize = 48;
+const CHECKSUMS_AT: usize = TABLE_AT + SECTIONS * 16;
+const HEADER_HASH_AT: usize = CHECKSUMS_AT + SECTIONS * 32;
+
+/// Token id separating documents.
+pub const DOCUMENT_END: u16 = 0;
+/// Token id ending a sentence.
+pub const SENTENCE_END: u16 = 1;
+const FIRST_WORD_ID: u32 = 2;
+/// Distinct words one segment can hold (token ids 2..=65535).
+pub const VOCABULARY_WORDS_MAX: usize = 65_534;
+/// Tokens in one segment: the suffix array entries are 32-bit and libsais takes an i32 length.
+pub const SEGMENT_TOKENS_MAX: usize = i32::MAX as usize - 1;
+
+const SECTION_VOCAB_OFFSETS: usize = 0;
+const SECTION_VOCAB_BYTES: usize = 1;
+const SECTION_DOCS: usize = 2;
+const SECTION_COUNTS: usize = 3;
+const SECTION_TOKENS: usize = 4;
+const SECTION_SUFFIXES: usize = 5;
+
+/// One contribution to index.
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentInput<'a> {
+    pub contribution: u64,
+    pub contributor: u64,
+    pub text: &'a str,
+}
+
+/// Where a document starts in a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DocumentEntry {
+    pub contribution: u64,
+    pub contributor: u64,
+    pub first_token: u64,
+}
+
+/// An open, memory-mapped segment.
+pub struct Segment {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    id: [u8; 32],
+    token_count: usize,
+    word_token_count: u64,
+    vocabulary: std::collections::HashMap<String, u16>,
+    words: Vec<String>,
+    documents: Vec<DocumentEntry>,
+    counts: Vec<u32>,
+    tokens_at: usize,
+    suffixes_at: usize,
+    checksums: [[u8; 32]; SECTIONS],
+    sections: [(usize, usize); SECTIONS],
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("tokens", &self.token_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds one or more segment files in `dir` from `documents`, in order, starting a new segment
+/// whenever the vocabulary or token limit would be exceeded. Returns the files written.
+pub fn build_segments(
+    dir: &Path,
+    documents: &[DocumentInput<'_>],
+    progress: &dyn Fn(u64),
+) -> Result<Vec<PathBuf>, IndexError> {
+    build_segments_with_limits(dir, documents, VOCABULARY_WORDS_MAX, SEGMENT_TOKENS_MAX, progress)
+}
+
+/// [`build_segments`] with explicit limits (tests use small ones to exercise splitting).
+pub fn build_segments_with_limits(
+    dir: &Path,
+    documents: &[DocumentInput<'_>],
+    vocabulary_max: usize,
+    tokens_max: usize,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<PathBuf>, IndexError> {
+    std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+    let mut written = Vec::new();
+    let mut builder = Builder::default();
+    for document in documents {
+        let tokenized = tokenize(document.text);
+        let new_words: std::collections::HashSet<&str> = tokenized
+            .words()
+            .map(|w| w.text.as_str())
+            .filter(|w| !builder.interned.contains_key(*w))
+            .collect();
+        let tokens_needed = tokenized.word_count() + tokenized.sentences.len() + 1;
+        let would_overflow = builder.interned.len() + new_words.len() > vocabulary_max
+            || builder.tokens.len() + tokens_needed > tokens_max;
+        if would_overflow && !builder.documents.is_empty() {
+            written.push(builder.finish(dir)?);
+            builder = Builder::default();
+        }
+        builder.add(document, &tokenized, vocabulary_max, tokens_max);
+        progress(document.text.len() as u64);
+    }
+    if !builder.documents.is_empty() {
+        written.push(builder.finish(dir)?);
+    }
+    Ok(written)
+}
+
+#[derive(Default)]
+struct Builder {
+    interned: std::collections::HashMap<String, u32>,
+    /// Tokens with provisional word ids (first-seen order); remapped to sorted ids at the end.
+    tokens: Vec<u32>,
+    documents: Vec<DocumentEntry>,
+}
+
+impl Builder {
+    fn add(
+        &mut self,
+        document: &DocumentInput<'_>,
+        tokenized: &crate::tokenize::Tokenized,
+        vocabulary_max: usize,
+        tokens_max: usize,
+    ) {
+        self.documents.push(DocumentEntry {
+            contribution: document.contribution,
+            contributor: document.contributor,
+            first_token: self.tokens.len() as u64,
+        });
+        'sentences: for sentence in &tokenized.sentences {
+            for word in sentence {
+                // A single document bigger than a whole segment is cut where the segment fills.
+                if self.tokens.len() + 2 >= tokens_max {
+                    break 'sentences;
+                }
+                let next_id = self.interned.len() as u32;
+                let id = match self.interned.get(word.text.as_str()) {
+                    Some(&id) => id,
+                    None if self.interned.len() < vocabulary_max => {
+                        self.interned.insert(word.text.clone(), next_id);
+                        next_id
+                    }
+                    None => break 'sentences,
+                };
+                self.tokens.push(id + FIRST_WORD_ID);
+            }
+            self.tokens.push(u32::from(SENTENCE_END));
+        }
+        self.tokens.push(u32::from(DOCUMENT_END));
+    }
+
+    fn finish(self, dir: &Path) -> Result<PathBuf, IndexError> {
+        let mut words: Vec<(&String, u32)> = self.interned.iter().map(|(w, &id)| (w, id)).collect();
+        words.sort_unstable();
+        let mut remap = vec![0u16; words.len()];
+        for (rank, (_, provisional)) in words.iter().enumerate() {
+            remap[*provisional as usize] = (rank as u32 + FIRST_WORD_ID) as u16;
+        }
+        let tokens: Vec<u16> = self
+            .tokens
+            .iter()
+            .map(|&t| if t < FIRST_WORD_ID { t as u16 } else { remap[(t - FIRST_WORD_ID) as usize] })
+            .collect();
+        let mut counts = vec![0u32; words.len() + FIRST_WORD_ID as usize];
+        for &token in &tokens {
+            counts[token as usize] = counts[token as usize].saturating_add(1);
+        }
+        let word_token_count = tokens.iter().filter(|&&t| u32::from(t) >= FIRST_WORD_ID).count() as u64;
+        let suffixes = suffix_array(&tokens)?;
+
+        let mut vocab_offsets: Vec<u8> = Vec::with_capacity((words.len() + 1) * 4);
+        let mut vocab_bytes: Vec<u8> = Vec::new();
+        for (word, _) in &words {
+            vocab_offsets.extend_from_slice(&(vocab_bytes.len() as u32).to_le_bytes());
+            vocab_bytes.extend_from_slice(word.as_bytes());
+        }
+        vocab_offsets.extend_from_slice(&(vocab_bytes.len() as u32).to_le_bytes());
+        let mut docs: Vec<u8> = Vec::with_capacity(self.documents.len() * 24);
+        for d in &self.documents {
+            docs.extend_from_slice(&d.contribution.to_le_bytes());
+            docs.extend_from_slice(&d.contributor.to_le_bytes());
+            docs.extend_from_slice(&d.first_token.to_le_bytes());
+        }
+        let counts_bytes: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        let token_bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        let suffix_bytes: Vec<u8> = suffixes.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let sections: [&[u8]; SECTIONS] =
+            [&vocab_offsets, &vocab_bytes, &docs, &counts_bytes, &token_bytes, &suffix_bytes];
+
+        let mut header = vec![0u8; HEADER_BYTES];
+        header[0..8].copy_from_slice(MAGIC);
+        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
+        header[16..24].copy_from_slice(&(tokens.len() as u64).to_le_bytes());
+        header[24..32].copy_from_slice(&(self.documents.len() as u64).to_le_bytes());
+        header[32..40].copy_from_slice(&(words.len() as u64).to_le_bytes());
+        header[40..48].copy_from_slice(&word_token_count.to_le_bytes());
+        let mut offset = HEADER_BYTES;
+        for (index, section) in sections.iter().enumerate() {
+            let at = TABLE_AT + index * 16;
+            header[at..at + 8].copy_from_slice(&(offset as u64).to_le_bytes());
+            header[at + 8..at + 16].copy_from_slice(&(section.len() as u64).to_le_bytes());
+            let hash = blake3::hash(section);
+            header[CHECKSUMS_AT + index * 32..CHECKSUMS_AT + (index + 1) * 32]
+                .copy_from_slice(hash.as_bytes());
+            offset = align8(offset + section.len());
+        }
+        let id = blake3::hash(&header[..HEADER_HASH_AT]);
+        header[HEADER_HASH_AT..HEADER_HASH_AT + 32].copy_from_slice(id.as_bytes());
+
+        let path = dir.join(format!("{}.seg", id.to_hex()));
+        let temporary = dir.join(format!("{}.seg.tmp", id.to_hex()));
+        let mut file =
+            std::io::BufWriter::new(File::create(&temporary).map_err(|e| IndexError::io(&temporary, e))?);
+        let mut write = |bytes: &[u8]| file.write_all(bytes).map_err(|e| IndexError::io(&temporary, e));
+        write(&header)?;
+        let mut written = header.len();
+        for section in sections {
+            write(section)?;
+            written += section.len();
+            let padding = align8(written) - written;
+            write(&[0u8; 8][..padding])?;
+            written += padding;
+        }
+        file.flush().map_err(|e| IndexError::io(&temporary, e))?;
+        drop(file);
+        std::fs::rename(&temporary, &path).map_err(|e| IndexError::io(&path, e))?;
+        Ok(path)
+    }
+}
+
+fn align8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// The suffix array of `tokens`, by libsais.
+#[allow(unsafe_code)]
+pub fn suffix_array(tokens: &[u16]) -> Result<Vec<u32>, IndexError> {
+    if tokens.len() > SEGMENT_TOKENS_MAX {
+        return Err(IndexError::TooLarge(tokens.len()));
+    }
+    let mut suffixes = vec![0i32; tokens.len()];
+    if tokens.is_empty() {
+        return Ok(Vec::new());
+    }
+    // SAFETY: `tokens` and `suffixes` are valid for `tokens.len()` elements, which fits in i32
+    // (checked above); libsais writes exactly n entries of SA with fs = 0 and no frequency table.
+    let status = unsafe {
+        libsais_sys::libsais16::libsais16(
+            tokens.as_ptr(),
+            suffixes.as_mut_ptr(),
+            tokens.len() as i32,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    if status != 0 {
+        return Err(IndexError::Build(format!("libsais16 returned {status}")));
+    }
+    Ok(suffixes.into_iter().map(|s| s as u32).collect())
+}
+
+impl Segment {
+    /// Opens and checks a segment file (see the module documentation for what is checked).
+    #[allow(unsafe_code)]
+    pub fn open(path: &Path) -> Result<Segment, IndexError> {
+        let file = File::open(path).map_err(|e| IndexError::io(path, e))?;
+        // SAFETY: segment files are immutable once renamed into place; the node never writes to
+        // an existing segment, so the mapping does not change under us.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| IndexError::io(path, e))?;
+        let corrupt = |what: &str| IndexError::Corrupt { path: path.to_owned(), reason: what.to_owned() };
+        if map.len() < HEADER_BYTES {
+            return Err(corrupt("shorter than its header (truncated)"));
+        }
+        if &map[0..8] != MAGIC {
+            return Err(corrupt("not a Tributary index segment (bad magic)"));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().expect("8 bytes"));
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(corrupt(&format!("format version {version}, this build reads {FORMAT_VERSION}")));
+        }
+        let id: [u8; 32] = map[HEADER_HASH_AT..HEADER_HASH_AT + 32].try_into().expect("32 bytes");
+        if *blake3::hash(&map[..HEADER_HASH_AT]).as_bytes() != id {
+            return Err(corrupt("header checksum mismatch"));
+        }
+        let token_count = u64_at(16) as usize;
+        let document_count = u64_at(24) as usize;
+        let vocabulary_count = u64_at(32) as usize;
+        let word_token_count = u64_at(40);
+        let mut sections = [(0usize, 0usize); SECTIONS];
+        let mut checksums = [[0u8; 32]; SECTIONS];
+        for index in 0..SECTIONS {
+            let offset = u64_at(TABLE_AT + index * 16) as usize;
+            let length = u64_at(TABLE_AT + index * 16 + 8) as usize;
+            if offset % 8 != 0 || offset.checked_add(length).is_none_or(|end| end > map.len()) {
+                return Err(corrupt("a section lies outside the file (truncated)"));
+            }
+            sections[index] = (offset, length);
+            checksums[index] =
+                map[CHECKSUMS_AT + index * 32..CHECKSUMS_AT + (index + 1) * 32].try_into().expect("32");
+        }
+        let expected_lengths = [
+            (vocabulary_count + 1) * 4,
+            sections[SECTION_VOCAB_BYTES].1,
+            document_count * 24,
+            (vocabulary_count + FIRST_WORD_ID as usize) * 4,
+            token_count * 2,
+            token_count * 4,
+        ];
+        let (last_offset, last_length) = sections[SECTIONS - 1];
+        if map.len() != align8(last_offset + last_length) {
+            return Err(corrupt("file length disagrees with the header (truncated or extended)"));
+        }
+        if sections.iter().zip(expected_lengths).any(|(&(_, length), expected)| length != expected)
+            || vocabulary_count > VOCABULARY_WORDS_MAX
+        {
+            return Err(corrupt("section sizes disagree with the header"));
+        }
+        for index in [SECTION_VOCAB_OFFSETS, SECTION_VOCAB_BYTES, SECTION_DOCS, SECTION_COUNTS] {
+            let (offset, length) = sections[index];
+            if *blake3::hash(&map[offset..offset + length]).as_bytes() != checksums[index] {
+                return Err(corrupt("checksum mismatch in the vocabulary, documents or counts"));
+            }
+        }
+        let (offsets_at, _) = sections[SECTION_VOCAB_OFFSETS];
+        let (bytes_at, bytes_len) = sections[SECTION_VOCAB_BYTES];
+        let mut words = Vec::with_capacity(vocabulary_count);
+        let mut vocabulary = std::collections::HashMap::with_capacity(vocabulary_count);
+        for index in 0..vocabulary_count {
+            let start = u32_at(offsets_at + index * 4) as usize;
+            let end = u32_at(offsets_at + (index + 1) * 4) as usize;
+            let word = (start <= end && end <= bytes_len)
+                .then(|| std::str::from_utf8(&map[bytes_at + start..bytes_at + end]).ok())
+                .flatten()
+                .ok_or_else(|| corrupt("vocabulary entry is not UTF-8 or out of range"))?;
+            vocabulary.insert(word.to_owned(), (index as u32 + FIRST_WORD_ID) as u16);
+            words.push(word.to_owned());
+        }
+        let (docs_at, _) = sections[SECTION_DOCS];
+        let documents: Vec<DocumentEntry> = (0..document_count)
+            .map(|index| {
+                let at = docs_at + index * 24;
+                DocumentEntry {
+                    contribution: u64_at(at),
+                    contributor: u64_at(at + 8),
+                    first_token: u64_at(at + 16),
+                }
+            })
+            .collect();
+        if documents.windows(2).any(|pair| pair[0].first_token > pair[1].first_token) {
+            return Err(corrupt("documents out of order"));
+        }
+        let (counts_at, _) = sections[SECTION_COUNTS];
+        let counts = (0..vocabulary_count + FIRST_WORD_ID as usize)
+            .map(|index| u32_at(counts_at + index * 4))
+            .collect();
+        Ok(Segment {
+            path: path.to_owned(),
+            id,
+            token_count,
+            word_token_count,
+            vocabulary,
+            words,
+            documents,
+            counts,
+            tokens_at: sections[SECTION_TOKENS].0,
+            suffixes_at: sections[SECTION_SUFFIXES].0,
+            checksums,
+            sections,
+            map,
+        })
+    }
+
+    /// Checks the checksums of the large sections too: every byte of the file.
+    pub fn verify(&self) -> Result<(), IndexError> {
+        for index in [SECTION_TOKENS, SECTION_SUFFIXES] {
+            let (offset, length) = self.sections[index];
+            if *blake3::hash(&self.map[offset..offset + length]).as_bytes() != self.checksums[index] {
+                return Err(IndexError::Corrupt {
+                    path: self.path.clone(),
+                    reason: "checksum mismatch in the tokens or the suffix array".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn id_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.id).to_hex().to_string()
+    }
+
+    pub fn id(&self) -> [u8; 32] {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file_bytes(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn token_count(&self) -> usize {
+        self.token_count
+    }
+
+    pub fn word_token_count(&self) -> u64 {
+        self.word_token_count
+    }
+
+    pub fn documents(&self) -> &[DocumentEntry] {
+        &self.documents
+    }
+
+    pub fn lookup(&self, word: &str) -> Option<u16> {
+        self.vocabulary.get(word).copied()
+    }
+
+    pub fn word(&self, token: u16) -> Option<&str> {
+        (u32::from(token) >= FIRST_WORD_ID)
+            .then(|| self.words.get((u32::from(token) - FIRST_WORD_ID) as usize))
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// How often a token occurs in this segment.
+    pub fn unigram(&self, token: u16) -> u64 {
+        u64::from(self.counts.get(token as usize).copied().unwrap_or(0))
+    }
+
+    /// The token at a position, `None` past the end.
+    #[inline]
+    pub fn token(&self, position: usize) -> Option<u16> {
+        if position >= self.token_count {
+            return None;
+        }
+        let at = self.tokens_at + position * 2;
+        Some(u16::from_le_bytes([self.map[at], self.map[at + 1]]))
+    }
+
+    /// The text position of the `rank`-th smallest suffix.
+    #[inline]
+    pub fn suffix(&self, rank: usize) -> usize {
+        let at = self.suffixes_at + rank * 4;
+        u32::from_le_bytes([self.map[at], self.map[at + 1], self.map[at + 2], self.map[at + 3]]) as usize
+    }
+
+    /// Narrows `range` (suffixes sharing a prefix of length `depth`) to those whose next token is
+    /// `token`. Suffixes that end before `depth` sort first and never match.
+    pub fn narrow(&self, range: Range<usize>, depth: usize, token: u16) -> Range<usize> {
+        // Within `range`, the token at `depth` is non-decreasing (None, for an ended suffix, first).
+        let key = |rank: usize| self.token(self.suffix(rank).saturating_add(depth));
+        let lower = partition(range.clone(), |rank| key(rank) < Some(token));
+        let upper = partition(lower..range.end, |rank| key(rank) <= Some(token));
+        lower..upper
+    }
+
+    /// The suffix-array range of suffixes starting with `pattern` (all suffixes for an empty one).
+    pub fn interval(&self, pattern: &[u16]) -> Range<usize> {
+        let mut range = 0..self.token_count;
+        for (depth, &token) in pattern.iter().enumerate() {
+            range = self.narrow(range, depth, token);
+            if range.is_empty() {
+                break;
+            }
+        }
+        range
+    }
+
+    /// The longest prefix of `pattern` that occurs here: its length and its range.
+    pub fn longest_prefix(&self, pattern: &[u16]) -> (usize, Range<usize>) {
+        let mut range = 0..self.token_count;
+        for (depth, &token) in pattern.iter().enumerate() {
+            let narrowed = self.narrow(range.clone(), depth, token);
+            if narrowed.is_empty() {
+                return (depth, range);
+            }
+            range = narrowed;
+        }
+        (pattern.len(), range)
+    }
+
+    /// The document containing a text position, and the position's word offset inside it.
+    pub fn locate(&self, position: usize) -> Option<(DocumentEntry, u64)> {
+        let index = self.documents.partition_point(|d| d.first_token as usize <= position).checked_sub(1)?;
+        let document = self.documents[index];
+        Some((document, position as u64 - document.first_token))
+    }
+}
+
+/// The first index in `range` where `below` turns false (`below` must be monotone).
+fn partition(range: Range<usize>, below: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (range.start, range.end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if below(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}

@@ -1,0 +1,187 @@
+//! Queries over a consistent set of segments (one datanet's, or several datanets' together).
+//! Segments have their own vocabularies, so a query is translated into each segment's token ids;
+//! a word a segment has never seen cannot match there.
+
+use std::sync::Arc;
+
+use crate::segment::{DOCUMENT_END, DocumentEntry, SENTENCE_END, Segment};
+
+/// Most occurrences listed for one pattern; counting is never capped.
+pub const OCCURRENCES_LISTED_MAX: usize = 10_000;
+
+/// A set of segments queried as one corpus.
+#[derive(Clone, Debug, Default)]
+pub struct IndexView {
+    segments: Vec<Arc<Segment>>,
+    word_tokens: u64,
+}
+
+/// Where a pattern occurs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Occurrence {
+    pub contribution: u64,
+    pub contributor: u64,
+    /// Token offset inside the contribution (sentence ends count as tokens).
+    pub offset: u64,
+}
+
+/// A maximal span of a query: words `start..start + len` occur verbatim in the corpus, and the span
+/// cannot be extended on either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanMatch {
+    pub start: usize,
+    pub len: usize,
+    /// Occurrences of exactly these words in the corpus.
+    pub count: u64,
+}
+
+/// The ∞-gram's answer for a context: the longest suffix of the context that occurs followed by a
+/// word, and the words that follow it with their counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextWords {
+    pub context_len: usize,
+    /// (word, count, occurrences) sorted by word; each occurrence is where that continuation is,
+    /// sorted. Which occurrences are listed when there are more than the limit depends on the
+    /// segment layout; the counts never do.
+    pub candidates: Vec<(String, u64, Vec<Occurrence>)>,
+}
+
+impl IndexView {
+    pub fn new(segments: Vec<Arc<Segment>>) -> IndexView {
+        let word_tokens = segments.iter().map(|s| s.word_token_count()).sum();
+        IndexView { segments, word_tokens }
+    }
+
+    pub fn segments(&self) -> &[Arc<Segment>] {
+        &self.segments
+    }
+
+    /// Word tokens in the whole view (separators excluded): the denominator of unigram rarity.
+    pub fn word_tokens(&self) -> u64 {
+        self.word_tokens
+    }
+
+    fn translate(segment: &Segment, words: &[&str]) -> Option<Vec<u16>> {
+        words.iter().map(|w| segment.lookup(w)).collect()
+    }
+
+    /// How often a word occurs.
+    pub fn unigram(&self, word: &str) -> u64 {
+        self.segments.iter().filter_map(|s| s.lookup(word).map(|t| s.unigram(t))).sum()
+    }
+
+    /// How often a sequence of words occurs.
+    pub fn count(&self, words: &[&str]) -> u64 {
+        if words.is_empty() {
+            return 0;
+        }
+        self.segments
+            .iter()
+            .filter_map(|s| Self::translate(s, words).map(|tokens| s.interval(&tokens).len() as u64))
+            .sum()
+    }
+
+    /// Where a sequence of words occurs, sorted, at most `limit` of them.
+    pub fn occurrences(&self, words: &[&str], limit: usize) -> Vec<Occurrence> {
+        let mut found = Vec::new();
+        if words.is_empty() {
+            return found;
+        }
+        for segment in &self.segments {
+            let Some(tokens) = Self::translate(segment, words) else { continue };
+            for rank in segment.interval(&tokens) {
+                if found.len() >= limit.min(OCCURRENCES_LISTED_MAX) {
+                    break;
+                }
+                if let Some(occurrence) = occurrence_at(segment, segment.suffix(rank)) {
+                    found.push(occurrence);
+                }
+            }
+        }
+        found.sort_unstable();
+        found
+    }
+
+    /// The maximal spans of one sentence's words.
+    pub fn maximal_spans(&self, words: &[&str]) -> Vec<SpanMatch> {
+        // Longest match from each start, over all segments.
+        let mut longest = vec![0usize; words.len()];
+        for segment in &self.segments {
+            let tokens: Vec<Option<u16>> = words.iter().map(|w| segment.lookup(w)).collect();
+            let mut start = 0;
+            while start < tokens.len() {
+                // A run of known words; unknown words cannot match in this segment.
+                if tokens[start].is_none() {
+                    start += 1;
+                    continue;
+                }
+                let run_end =
+                    tokens[start..].iter().position(Option::is_none).map_or(tokens.len(), |p| start + p);
+                let run: Vec<u16> = tokens[start..run_end].iter().map(|t| t.expect("inside a run")).collect();
+                for offset in 0..run.len() {
+                    let (len, _) = segment.longest_prefix(&run[offset..]);
+                    longest[start + offset] = longest[start + offset].max(len);
+                }
+                start = run_end;
+            }
+        }
+        let mut spans = Vec::new();
+        let mut covered_until = 0;
+        for (start, &len) in longest.iter().enumerate() {
+            if len > 0 && start + len > covered_until {
+                covered_until = start + len;
+                spans.push(SpanMatch { start, len, count: self.count(&words[start..start + len]) });
+            }
+        }
+        spans
+    }
+
+    /// The ∞-gram next-word distribution for `context` (the last words of a text), listing at
+    /// most `occurrences_max` occurrences in total.
+    pub fn next_words(&self, context: &[&str], occurrences_max: usize) -> NextWords {
+        for context_len in (0..=context.len()).rev() {
+            let suffix = &context[context.len() - context_len..];
+            let mut candidates: std::collections::BTreeMap<String, (u64, Vec<Occurrence>)> =
+                Default::default();
+            let mut listed = 0;
+            for segment in &self.segments {
+                let Some(tokens) = Self::translate(segment, suffix) else { continue };
+                let range = segment.interval(&tokens);
+                for rank in range {
+                    let position = segment.suffix(rank);
+                    let Some(next) = segment.token(position + context_len) else { continue };
+                    if next == DOCUMENT_END || next == SENTENCE_END {
+                        continue;
+                    }
+                    let Some(word) = segment.word(next) else { continue };
+                    let entry = candidates.entry(word.to_owned()).or_default();
+                    entry.0 += 1;
+                    if listed < occurrences_max {
+                        if let Some(occurrence) = occurrence_at(segment, position + context_len) {
+                            entry.1.push(occurrence);
+                            listed += 1;
+                        }
+                    }
+                }
+            }
+            if !candidates.is_empty() {
+                for (_, occurrences) in candidates.values_mut() {
+                    occurrences.sort_unstable();
+                }
+                return NextWords {
+                    context_len,
+                    candidates: candidates
+                        .into_iter()
+                        .map(|(word, (count, occurrences))| (word, count, occurrences))
+                        .collect(),
+                };
+            }
+        }
+        NextWords { context_len: 0, candidates: Vec::new() }
+    }
+}
+
+fn occurrence_at(segment: &Segment, position: usize) -> Option<Occurrence> {
+    let (document, offset): (DocumentEntry, u64) = segment.locate(position)?;
+    Some(Occurrence { contribution: document.contribution, contributor: document.contributor, offset })
+}
