@@ -334,7 +334,7 @@ impl Segment {
         for index in 0..SECTIONS {
             let offset = u64_at(TABLE_AT + index * 16) as usize;
             let length = u64_at(TABLE_AT + index * 16 + 8) as usize;
-            if offset % 8 != 0 || offset.checked_add(length).is_none_or(|end| end > map.len()) {
+            if !offset.is_multiple_of(8) || offset.checked_add(length).is_none_or(|end| end > map.len()) {
                 return Err(corrupt("a section lies outside the file (truncated)"));
             }
             sections[index] = (offset, length);

@@ -156,11 +156,11 @@ impl IndexView {
                     let Some(word) = segment.word(next) else { continue };
                     let entry = candidates.entry(word.to_owned()).or_default();
                     entry.0 += 1;
-                    if listed < occurrences_max {
-                        if let Some(occurrence) = occurrence_at(segment, position + context_len) {
-                            entry.1.push(occurrence);
-                            listed += 1;
-                        }
+                    if listed < occurrences_max
+                        && let Some(occurrence) = occurrence_at(segment, position + context_len)
+                    {
+                        entry.1.push(occurrence);
+                        listed += 1;
                     }
                 }
             }
