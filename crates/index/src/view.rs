@@ -13,12 +13,15 @@ pub const OCCURRENCES_LISTED_MAX: usize = 10_000;
 #[derive(Clone, Debug, Default)]
 pub struct IndexView {
     segments: Vec<Arc<Segment>>,
+    /// The datanet each segment belongs to (0 when the view was built without datanets).
+    datanets: Vec<u64>,
     word_tokens: u64,
 }
 
 /// Where a pattern occurs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Occurrence {
+    pub datanet: u64,
     pub contribution: u64,
     pub contributor: u64,
     /// Token offset inside the contribution (sentence ends count as tokens).
@@ -48,8 +51,20 @@ pub struct NextWords {
 
 impl IndexView {
     pub fn new(segments: Vec<Arc<Segment>>) -> IndexView {
-        let word_tokens = segments.iter().map(|s| s.word_token_count()).sum();
-        IndexView { segments, word_tokens }
+        IndexView::with_datanets(segments.into_iter().map(|segment| (0, segment)).collect())
+    }
+
+    /// A view over several datanets' segments; occurrences name the datanet they are in.
+    pub fn with_datanets(segments: Vec<(u64, Arc<Segment>)>) -> IndexView {
+        let word_tokens = segments.iter().map(|(_, s)| s.word_token_count()).sum();
+        let (datanets, segments) = segments.into_iter().unzip();
+        IndexView { segments, datanets, word_tokens }
+    }
+
+    /// The index version of this view: a content hash of its segments, in order.
+    pub fn version(&self) -> String {
+        let ids: Vec<[u8; 32]> = self.segments.iter().map(|s| s.id()).collect();
+        crate::version_of(&ids)
     }
 
     pub fn segments(&self) -> &[Arc<Segment>] {
@@ -87,13 +102,13 @@ impl IndexView {
         if words.is_empty() {
             return found;
         }
-        for segment in &self.segments {
+        for (segment, &datanet) in self.segments.iter().zip(&self.datanets) {
             let Some(tokens) = Self::translate(segment, words) else { continue };
             for rank in segment.interval(&tokens) {
                 if found.len() >= limit.min(OCCURRENCES_LISTED_MAX) {
                     break;
                 }
-                if let Some(occurrence) = occurrence_at(segment, segment.suffix(rank)) {
+                if let Some(occurrence) = occurrence_at(segment, datanet, segment.suffix(rank)) {
                     found.push(occurrence);
                 }
             }
@@ -144,7 +159,7 @@ impl IndexView {
             let mut candidates: std::collections::BTreeMap<String, (u64, Vec<Occurrence>)> =
                 Default::default();
             let mut listed = 0;
-            for segment in &self.segments {
+            for (segment, &datanet) in self.segments.iter().zip(&self.datanets) {
                 let Some(tokens) = Self::translate(segment, suffix) else { continue };
                 let range = segment.interval(&tokens);
                 for rank in range {
@@ -157,7 +172,7 @@ impl IndexView {
                     let entry = candidates.entry(word.to_owned()).or_default();
                     entry.0 += 1;
                     if listed < occurrences_max
-                        && let Some(occurrence) = occurrence_at(segment, position + context_len)
+                        && let Some(occurrence) = occurrence_at(segment, datanet, position + context_len)
                     {
                         entry.1.push(occurrence);
                         listed += 1;
@@ -181,7 +196,7 @@ impl IndexView {
     }
 }
 
-fn occurrence_at(segment: &Segment, position: usize) -> Option<Occurrence> {
+fn occurrence_at(segment: &Segment, datanet: u64, position: usize) -> Option<Occurrence> {
     let (document, offset): (DocumentEntry, u64) = segment.locate(position)?;
-    Some(Occurrence { contribution: document.contribution, contributor: document.contributor, offset })
+    Some(Occurrence { datanet, contribution: document.contribution, contributor: document.contributor, offset })
 }
