@@ -36,10 +36,10 @@ pub struct SpanRule {
 }
 
 impl Default for SpanRule {
-    /// Tuned on the provenance test (King James Bible chapters, spliced into news text): spans of
-    /// six or more words carrying at least 40 bits, occurring at most 32 times.
+    /// Spans of six or more words carrying at least 20 bits, occurring at most 32 times; checked by
+    /// the provenance test (King James Bible chapters spliced into news text, docs/BENCHMARKS.md).
     fn default() -> Self {
-        SpanRule { min_words: 6, min_surprisal_bits: 40.0, max_occurrences: 32 }
+        SpanRule { min_words: 6, min_surprisal_bits: 20.0, max_occurrences: 32 }
     }
 }
 
@@ -94,10 +94,14 @@ pub fn attribute(view: &IndexView, text: &str, rule: &SpanRule) -> Attribution {
         let mut kept: Vec<(usize, usize, Vec<Occurrence>)> = Vec::new();
         for span in view.maximal_spans(&words) {
             let bits: f64 = surprisal[span.start..span.start + span.len].iter().sum();
-            if span.len < rule.min_words || bits < rule.min_surprisal_bits || span.count > rule.max_occurrences {
+            if span.len < rule.min_words
+                || bits < rule.min_surprisal_bits
+                || span.count > rule.max_occurrences
+            {
                 continue;
             }
-            let mut occurrences = view.occurrences(&words[span.start..span.start + span.len], OCCURRENCES_LISTED_MAX);
+            let mut occurrences =
+                view.occurrences(&words[span.start..span.start + span.len], OCCURRENCES_LISTED_MAX);
             occurrences.dedup_by_key(|o| o.contribution);
             let first = &sentence[span.start];
             let last = &sentence[span.start + span.len - 1];
@@ -122,8 +126,9 @@ pub fn attribute(view: &IndexView, text: &str, rule: &SpanRule) -> Attribution {
             for (_, _, occurrences) in covering {
                 let per_contribution = per_span / occurrences.len().max(1) as f64;
                 for occurrence in occurrences {
-                    *credit.entry((occurrence.contribution, occurrence.contributor, occurrence.datanet)).or_default() +=
-                        per_contribution;
+                    *credit
+                        .entry((occurrence.contribution, occurrence.contributor, occurrence.datanet))
+                        .or_default() += per_contribution;
                 }
             }
         }
@@ -132,7 +137,12 @@ pub fn attribute(view: &IndexView, text: &str, rule: &SpanRule) -> Attribution {
     let mut contributions: Vec<ContributionShare> = if sum > 0.0 {
         credit
             .into_iter()
-            .map(|((contribution, contributor, datanet), c)| ContributionShare { contribution, contributor, datanet, share: c / sum })
+            .map(|((contribution, contributor, datanet), c)| ContributionShare {
+                contribution,
+                contributor,
+                datanet,
+                share: c / sum,
+            })
             .collect()
     } else {
         Vec::new()

@@ -8,8 +8,10 @@ use tributary_index::segment::build_segments;
 use tributary_index::{DocumentInput, IndexView, Segment};
 
 fn view(dir: &std::path::Path, docs: &[(u64, u64, &str)]) -> IndexView {
-    let inputs: Vec<DocumentInput<'_>> =
-        docs.iter().map(|&(contribution, contributor, text)| DocumentInput { contribution, contributor, text }).collect();
+    let inputs: Vec<DocumentInput<'_>> = docs
+        .iter()
+        .map(|&(contribution, contributor, text)| DocumentInput { contribution, contributor, text })
+        .collect();
     let paths = build_segments(dir, &inputs, &|_| {}).expect("build");
     IndexView::with_datanets(paths.iter().map(|p| (7, Arc::new(Segment::open(p).expect("open")))).collect())
 }
@@ -49,7 +51,13 @@ fn novel_text_and_common_phrases_earn_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let view = view(dir.path(), &[(1, 10, PSALM_23), (2, 11, PSALM_1), (3, 12, GENESIS_1)]);
     let rule = SpanRule::default();
-    for text in ["", "   ", "Stocks rose sharply on Tuesday after the central bank held rates.", "the face of the", "\u{0}\u{1}\u{fffd}"] {
+    for text in [
+        "",
+        "   ",
+        "Stocks rose sharply on Tuesday after the central bank held rates.",
+        "the face of the",
+        "\u{0}\u{1}\u{fffd}",
+    ] {
         let result = attribute(&view, text, &rule);
         assert!(result.contributions.is_empty() && result.spans.is_empty(), "{text:?}: {result:?}");
     }
@@ -59,8 +67,12 @@ fn novel_text_and_common_phrases_earn_nothing() {
 fn a_span_in_two_contributions_is_shared() {
     let dir = tempfile::tempdir().expect("tempdir");
     let quote = "I will lift up mine eyes unto the hills, from whence cometh my help.";
-    let view = view(dir.path(), &[(1, 10, quote), (2, 11, &format!("{quote} Another line here.")), (3, 12, PSALM_1)]);
-    let result = attribute(&view, quote, &SpanRule { min_words: 5, min_surprisal_bits: 5.0, max_occurrences: 4 });
+    let view = view(
+        dir.path(),
+        &[(1, 10, quote), (2, 11, &format!("{quote} Another line here.")), (3, 12, PSALM_1)],
+    );
+    let result =
+        attribute(&view, quote, &SpanRule { min_words: 5, min_surprisal_bits: 5.0, max_occurrences: 4 });
     let shares: Vec<(u64, f64)> = result.contributions.iter().map(|c| (c.contribution, c.share)).collect();
     assert_eq!(shares.len(), 2);
     assert!((shares[0].1 - 0.5).abs() < 1e-12 && (shares[1].1 - 0.5).abs() < 1e-12, "{shares:?}");

@@ -198,5 +198,10 @@ impl IndexView {
 
 fn occurrence_at(segment: &Segment, datanet: u64, position: usize) -> Option<Occurrence> {
     let (document, offset): (DocumentEntry, u64) = segment.locate(position)?;
-    Some(Occurrence { datanet, contribution: document.contribution, contributor: document.contributor, offset })
+    Some(Occurrence {
+        datanet,
+        contribution: document.contribution,
+        contributor: document.contributor,
+        offset,
+    })
 }

@@ -129,7 +129,10 @@ fn next_words_follow_the_longest_matching_context() {
     assert_eq!(next.context_len, 3, "\"praise\" never occurs, so the context backs off to three words");
     let words: Vec<(&str, u64)> = next.candidates.iter().map(|(w, c, _)| (w.as_str(), *c)).collect();
     assert_eq!(words, [("good", 1), ("my", 1)]);
-    assert_eq!(next.candidates[1].2, [Occurrence { datanet: 0, contribution: 1, contributor: 100, offset: 3 }]);
+    assert_eq!(
+        next.candidates[1].2,
+        [Occurrence { datanet: 0, contribution: 1, contributor: 100, offset: 3 }]
+    );
     // Nothing follows a sentence's last word across its end.
     assert!(
         view.next_words(&["good"], 100).candidates.is_empty()

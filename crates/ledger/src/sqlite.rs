@@ -31,8 +31,8 @@ use crate::state::{
     TransferKind,
 };
 use crate::store::{
-    BATCH_COMMANDS_MAX, BatchResult, Command, LedgerSummary, Outcome, Request, Store, StoreError, StoreStats,
-    SystemAccounts,
+    BATCH_COMMANDS_MAX, BatchResult, Command, IndexableContribution, LedgerSummary, Outcome, Request, Store,
+    StoreError, StoreStats, SystemAccounts,
 };
 
 /// Submissions that may wait for the writer; beyond this the store answers "overloaded".
@@ -415,6 +415,46 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(internal)?
                 .transpose()
+        })
+        .await
+    }
+
+    async fn accepted_contributions(
+        &self,
+        datanet: DatanetId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<IndexableContribution>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, contributor, body FROM contributions WHERE datanet = ?1 AND status = 'accepted' \
+                     AND id > ?2 ORDER BY id LIMIT ?3",
+                )
+                .map_err(internal)?;
+            let rows = statement
+                .query_map(params![datanet.0 as i64, after as i64, limit], |row| {
+                    Ok(IndexableContribution {
+                        id: ContributionId(row.get::<_, i64>(0)? as u64),
+                        contributor: AccountId(row.get::<_, i64>(1)? as u64),
+                        text: row.get(2)?,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn count_accepted_after(&self, datanet: DatanetId, after: u64) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM contributions WHERE datanet = ?1 AND status = 'accepted' AND id > ?2",
+                params![datanet.0 as i64, after as i64],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| count as u64)
+            .map_err(internal)
         })
         .await
     }

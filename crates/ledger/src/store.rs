@@ -154,6 +154,14 @@ impl From<ContributionStatusCode> for ContributionStatus {
     }
 }
 
+/// What the index needs of a contribution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexableContribution {
+    pub id: ContributionId,
+    pub contributor: AccountId,
+    pub text: String,
+}
+
 /// The node's internal accounts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct SystemAccounts {
@@ -233,6 +241,16 @@ pub trait Store: Send + Sync + 'static {
     async fn datanets(&self) -> Result<Vec<Datanet>, StoreError>;
     async fn contribution(&self, id: ContributionId) -> Result<Option<Contribution>, StoreError>;
     async fn model(&self, id: ModelId) -> Result<Option<Model>, StoreError>;
+    /// Accepted contributions of a datanet with ids above `after`, in id order, at most `limit`:
+    /// what the index is built from.
+    async fn accepted_contributions(
+        &self,
+        datanet: DatanetId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<IndexableContribution>, StoreError>;
+    /// How many accepted contributions of a datanet have ids above `after`.
+    async fn count_accepted_after(&self, datanet: DatanetId, after: u64) -> Result<u64, StoreError>;
     async fn models(&self) -> Result<Vec<Model>, StoreError>;
     async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
     /// Transfers that debit or credit `account`, newest first.

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod indexing;
 pub mod metrics;
 pub mod routes;
 pub mod wire;
@@ -41,6 +42,10 @@ pub mod limits {
     pub const BATCH_ITEMS_MAX: usize = 1_000;
     pub const MODEL_DATANETS_MAX: usize = 64;
     pub const LIST_LIMIT_MAX: u32 = 1_000;
+    /// Longest text `POST /v1/attribution` takes.
+    pub const ATTRIBUTION_TEXT_BYTES_MAX: usize = tributary_attribution::TEXT_BYTES_MAX;
+    /// Most datanets one attribution may span.
+    pub const ATTRIBUTION_DATANETS_MAX: usize = 64;
     /// Addresses remembered by the sign-up rate limiter before old windows are dropped.
     pub const SIGNUP_ADDRESSES_MAX: usize = 100_000;
 }
@@ -76,6 +81,7 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn Store>,
+    index: Arc<indexing::IndexManager>,
     config: ServerConfig,
     /// API key hash to account. Keys never change once issued, so entries never go stale.
     keys: RwLock<HashMap<[u8; 32], (AccountId, AccountKind)>>,
@@ -84,10 +90,11 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
+    pub fn new(store: Arc<dyn Store>, index: Arc<indexing::IndexManager>, config: ServerConfig) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 store,
+                index,
                 config,
                 keys: RwLock::new(HashMap::new()),
                 signups: Mutex::new(HashMap::new()),
@@ -98,6 +105,10 @@ impl AppState {
 
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    pub fn index(&self) -> &Arc<indexing::IndexManager> {
+        &self.inner.index
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -204,6 +215,8 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(routes::void_hold))
         .routes(routes!(routes::create_datanet, routes::list_datanets))
         .routes(routes!(routes::get_datanet))
+        .routes(routes!(routes::refresh_index))
+        .routes(routes!(routes::attribution))
         .routes(routes!(routes::add_contribution))
         .routes(routes!(routes::add_contributions_batch))
         .routes(routes!(routes::get_contribution))

@@ -310,7 +310,12 @@ pub async fn create_datanet(
 #[utoipa::path(get, path = "/v1/datanets", responses((status = 200, body = DatanetList)))]
 pub async fn list_datanets(State(state): State<AppState>) -> ApiResult<Json<DatanetList>> {
     let datanets = state.store().datanets().await?;
-    Ok(Json(DatanetList { data: datanets.into_iter().map(Into::into).collect() }))
+    let mut data = Vec::with_capacity(datanets.len());
+    for datanet in datanets {
+        let index = state.index().state(datanet.id).await.map_err(ApiError::internal)?;
+        data.push(DatanetResponse::new(datanet, index));
+    }
+    Ok(Json(DatanetList { data }))
 }
 
 /// One datanet.
@@ -322,7 +327,76 @@ pub async fn get_datanet(
 ) -> ApiResult<Json<DatanetResponse>> {
     let id: DatanetId = parse_id(&id)?;
     let datanet = state.store().datanet(id).await?.ok_or_else(|| ApiError::not_found("datanet", id))?;
-    Ok(Json(datanet.into()))
+    let index = state.index().state(id).await.map_err(ApiError::internal)?;
+    Ok(Json(DatanetResponse::new(datanet, index)))
+}
+
+/// Bring a datanet's index up to date with its accepted contributions before returning (operator).
+#[utoipa::path(post, path = "/v1/datanets/{id}/index", params(("id" = String, Path)),
+    responses((status = 200, body = DatanetResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn refresh_index(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DatanetResponse>> {
+    caller.require_operator()?;
+    let id: DatanetId = parse_id(&id)?;
+    let datanet = state.store().datanet(id).await?.ok_or_else(|| ApiError::not_found("datanet", id))?;
+    state.index().refresh(id).await.map_err(ApiError::internal)?;
+    let index = state.index().state(id).await.map_err(ApiError::internal)?;
+    Ok(Json(DatanetResponse::new(datanet, index)))
+}
+
+/// Which contributions a text came from: spans found verbatim in the datanets' index, and each
+/// contribution's share of the credit (see ARCHITECTURE.md for the exact rule).
+#[utoipa::path(post, path = "/v1/attribution", request_body = AttributionRequest,
+    responses((status = 200, body = AttributionResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn attribution(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiJson(body): ApiJson<AttributionRequest>,
+) -> ApiResult<Json<AttributionResponse>> {
+    let datanets = match (body.datanets, body.model) {
+        (Some(datanets), None) => {
+            if datanets.is_empty() || datanets.len() > limits::ATTRIBUTION_DATANETS_MAX {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    format!("datanets must name 1 to {} datanets", limits::ATTRIBUTION_DATANETS_MAX),
+                ));
+            }
+            for datanet in &datanets {
+                if state.store().datanet(*datanet).await?.is_none() {
+                    return Err(ApiError::not_found("datanet", datanet));
+                }
+            }
+            datanets
+        }
+        (None, Some(model)) => {
+            state
+                .store()
+                .model(model)
+                .await?
+                .ok_or_else(|| ApiError::not_found("model", model))?
+                .spec
+                .datanets
+        }
+        _ => return Err(ApiError::bad_request("invalid_body", "give exactly one of datanets and model")),
+    };
+    if body.text.len() > limits::ATTRIBUTION_TEXT_BYTES_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text_too_long",
+            format!("text is longer than {} bytes", limits::ATTRIBUTION_TEXT_BYTES_MAX),
+        ));
+    }
+    let view = state.index().view(&datanets);
+    let text = body.text;
+    let result = tokio::task::spawn_blocking(move || {
+        tributary_attribution::attribute(&view, &text, &tributary_attribution::SpanRule::default())
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(result.into()))
 }
 
 fn contribution_command(
@@ -369,6 +443,7 @@ pub async fn add_contribution(
         idempotency.for_request(caller.account, &format!("POST /v1/datanets/{datanet}/contributions"), &body);
     let command = contribution_command(&caller, datanet, body)?;
     let outcome = state.store().execute(Request { command, idempotency: key }).await?;
+    state.index().notify();
     Ok((StatusCode::CREATED, Json(contribution_outcome(outcome)?)))
 }
 
@@ -421,6 +496,7 @@ pub async fn add_contributions_batch(
             });
         }
     }
+    state.index().notify();
     let results = results.into_iter().map(|r| r.expect("every item has an outcome")).collect();
     Ok((StatusCode::CREATED, Json(BatchResponse { results })))
 }

@@ -177,11 +177,20 @@ pub struct DatanetResponse {
     pub pool_account: AccountId,
     pub contributions: u64,
     pub created_at_ms: u64,
+    /// Content hash of the datanet's index segments: the version named in attributions.
+    pub index_version: String,
+    /// Accepted contributions in the index.
+    pub contributions_indexed: u64,
+    /// Accepted contributions not in the index yet (they are added within moments).
+    pub contributions_pending: u64,
 }
 
-impl From<Datanet> for DatanetResponse {
-    fn from(d: Datanet) -> Self {
+impl DatanetResponse {
+    pub fn new(d: Datanet, index: crate::indexing::DatanetIndexState) -> Self {
         DatanetResponse {
+            index_version: index.version,
+            contributions_indexed: index.contributions_indexed,
+            contributions_pending: index.contributions_pending,
             id: d.id,
             owner: d.owner,
             name: d.name,
@@ -190,6 +199,86 @@ impl From<Datanet> for DatanetResponse {
             pool_account: d.pool_account,
             contributions: d.contributions,
             created_at_ms: d.created_at_ms,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionRequest {
+    /// Datanets to attribute over; give these or `model`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub datanets: Option<Vec<DatanetId>>,
+    /// A model whose datanets to attribute over.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<tributary_core::ModelId>,
+    pub text: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct AttributedSpanWire {
+    /// Byte offsets into the text.
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    /// Contributions containing the span.
+    pub contributions: Vec<String>,
+    /// Occurrences of the span in the corpus.
+    pub occurrences: u64,
+    /// Summed unigram surprisal of the span's words, in bits.
+    pub surprisal_bits: f64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct ContributionShareWire {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub contributor: AccountId,
+    #[schema(value_type = String)]
+    pub datanet: DatanetId,
+    /// Fraction of the credit; the shares of one attribution sum to 1.
+    pub share: f64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct AttributionResponse {
+    pub index_version: String,
+    pub spans: Vec<AttributedSpanWire>,
+    pub contributions: Vec<ContributionShareWire>,
+}
+
+impl From<tributary_attribution::Attribution> for AttributionResponse {
+    fn from(a: tributary_attribution::Attribution) -> Self {
+        AttributionResponse {
+            index_version: a.index_version,
+            spans: a
+                .spans
+                .into_iter()
+                .map(|s| AttributedSpanWire {
+                    start: s.start,
+                    end: s.end,
+                    text: s.text,
+                    contributions: s
+                        .contributions
+                        .into_iter()
+                        .map(|c| tributary_core::ContributionId(c).to_string())
+                        .collect(),
+                    occurrences: s.occurrences,
+                    surprisal_bits: s.surprisal_bits,
+                })
+                .collect(),
+            contributions: a
+                .contributions
+                .into_iter()
+                .map(|c| ContributionShareWire {
+                    id: tributary_core::ContributionId(c.contribution).to_string(),
+                    contributor: AccountId(c.contributor),
+                    datanet: DatanetId(c.datanet),
+                    share: c.share,
+                })
+                .collect(),
         }
     }
 }

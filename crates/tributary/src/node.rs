@@ -12,6 +12,7 @@ use tributary_server::{AppState, ServerConfig};
 
 pub const DATABASE_FILE: &str = "tributary.db";
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
+pub const INDEX_DIR: &str = "index";
 
 /// A node that is listening.
 pub struct RunningNode {
@@ -21,6 +22,7 @@ pub struct RunningNode {
     pub new_operator_key: Option<String>,
     listener: TcpListener,
     state: AppState,
+    index: Arc<tributary_server::indexing::IndexManager>,
 }
 
 /// Opens the node's data directory and binds its listener, without serving yet.
@@ -48,8 +50,14 @@ pub async fn start(data: &Path, listen: SocketAddr, config: ServerConfig) -> any
     };
     let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    let state = AppState::new(store.clone() as Arc<dyn Store>, config);
-    Ok(RunningNode { address, store, new_operator_key, listener, state })
+    let index = tributary_server::indexing::IndexManager::open(
+        &data.join(INDEX_DIR),
+        store.clone() as Arc<dyn Store>,
+    )
+    .await
+    .context("opening the index")?;
+    let state = AppState::new(store.clone() as Arc<dyn Store>, Arc::clone(&index), config);
+    Ok(RunningNode { address, store, new_operator_key, listener, state, index })
 }
 
 impl RunningNode {
@@ -58,11 +66,13 @@ impl RunningNode {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let indexer = self.index.spawn();
         let app = tributary_server::app(self.state);
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
+        indexer.abort();
         self.store.shutdown().await;
         Ok(())
     }
