@@ -49,6 +49,9 @@ pub struct DatanetIndexState {
 
 pub struct IndexManager {
     root: PathBuf,
+    /// Held for the manager's life so that an offline `tributary index build` cannot write the
+    /// same files while the node runs.
+    _lock: std::fs::File,
     store: Arc<dyn Store>,
     sets: RwLock<HashMap<DatanetId, Arc<SegmentSet>>>,
     /// One build at a time: builds are CPU-bound and the machine is small.
@@ -66,6 +69,7 @@ impl IndexManager {
     /// Loads every datanet's index from `root` (DATA/index). Problems are logged and the datanet
     /// starts empty, to be rebuilt by the background loop.
     pub async fn open(root: &Path, store: Arc<dyn Store>) -> Result<Arc<IndexManager>, IndexingError> {
+        let lock = lock_index(root)?;
         let datanets = store.datanets().await?;
         let mut sets = HashMap::new();
         for datanet in datanets {
@@ -84,6 +88,7 @@ impl IndexManager {
         }
         Ok(Arc::new(IndexManager {
             root: root.to_owned(),
+            _lock: lock,
             store,
             sets: RwLock::new(sets),
             build: tokio::sync::Mutex::new(()),
@@ -233,6 +238,23 @@ async fn build_and_open(
     .await
     .map_err(|e| IndexingError::Task(e.to_string()))?
     .map_err(IndexingError::from)
+}
+
+/// Takes the index directory's exclusive lock, failing at once if another process holds it.
+pub fn lock_index(root: &Path) -> Result<std::fs::File, IndexError> {
+    std::fs::create_dir_all(root).map_err(|e| IndexError::io(root, e))?;
+    let path = root.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| IndexError::io(&path, e))?;
+    file.try_lock().map_err(|_| IndexError::Corrupt {
+        path: path.clone(),
+        reason: "locked by another process (is the node running? use POST /v1/datanets/{id}/index)".into(),
+    })?;
+    Ok(file)
 }
 
 /// Where a datanet's segments live.

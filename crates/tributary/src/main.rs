@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod config;
 mod demo;
+mod index_cli;
 mod node;
 
 use std::net::SocketAddr;
@@ -115,6 +116,27 @@ enum Commands {
         node: NodeArgs,
         #[command(subcommand)]
         action: ModelCommand,
+    },
+    /// Build, inspect and check the corpus index of a data directory (build needs the node stopped).
+    Index {
+        #[command(subcommand)]
+        action: IndexCommand,
+    },
+    /// Which contributions a text came from (spans and shares), through a running node.
+    Attribute {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Datanets to attribute over (repeat the flag).
+        #[arg(long = "datanet", required_unless_present = "model")]
+        datanets: Vec<String>,
+        /// A model whose datanets to attribute over.
+        #[arg(long, conflicts_with = "datanets")]
+        model: Option<String>,
+        /// The text's file, or - for standard input.
+        file: String,
+        /// Print the API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Ledger-wide totals (operator).
     Ledger {
@@ -273,6 +295,25 @@ enum ModelCommand {
     List,
     Show {
         id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IndexCommand {
+    /// Rebuild every datanet's index from its accepted contributions.
+    Build {
+        #[arg(long, env = "TRIBUTARY_DATA", default_value = config::DEFAULT_DATA_DIR)]
+        data: PathBuf,
+    },
+    /// Each datanet's index: contributions indexed and pending, segments, size, version.
+    Status {
+        #[arg(long, env = "TRIBUTARY_DATA", default_value = config::DEFAULT_DATA_DIR)]
+        data: PathBuf,
+    },
+    /// Check every byte of every segment against its checksum.
+    Verify {
+        #[arg(long, env = "TRIBUTARY_DATA", default_value = config::DEFAULT_DATA_DIR)]
+        data: PathBuf,
     },
 }
 
@@ -470,6 +511,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             print_json(&value);
             Ok(())
+        }
+        Commands::Index { action } => match action {
+            IndexCommand::Build { data } => index_cli::build(&data).await,
+            IndexCommand::Status { data } => index_cli::status(&data).await,
+            IndexCommand::Verify { data } => index_cli::verify(&data).await,
+        },
+        Commands::Attribute { node, datanets, model, file, json } => {
+            index_cli::attribute(&node.client()?, &datanets, model.as_deref(), &file, json).await
         }
         Commands::Ledger { node } => {
             print_json(&node.client()?.get("/v1/ledger").await?);
