@@ -498,16 +498,28 @@ impl Segment {
         lower..upper
     }
 
-    /// The suffix-array range of suffixes starting with `pattern` (all suffixes for an empty one).
-    pub fn interval(&self, pattern: &[u16]) -> Range<usize> {
-        let mut range = 0..self.token_count;
-        for (depth, &token) in pattern.iter().enumerate() {
-            range = self.narrow(range, depth, token);
-            if range.is_empty() {
-                break;
+    /// Compares the suffix at `position` with `pattern` over the pattern's length: `Equal` when
+    /// the suffix starts with the pattern, `Less` when it ends first or sorts before it.
+    #[inline]
+    fn compare_suffix(&self, position: usize, pattern: &[u16]) -> std::cmp::Ordering {
+        for (offset, &expected) in pattern.iter().enumerate() {
+            match self.token(position.saturating_add(offset)) {
+                None => return std::cmp::Ordering::Less,
+                Some(token) if token != expected => return token.cmp(&expected),
+                Some(_) => {}
             }
         }
-        range
+        std::cmp::Ordering::Equal
+    }
+
+    /// The suffix-array range of suffixes starting with `pattern` (all suffixes for an empty one):
+    /// two binary searches comparing whole prefixes.
+    pub fn interval(&self, pattern: &[u16]) -> Range<usize> {
+        use std::cmp::Ordering;
+        let lower = partition(0..self.token_count, |rank| self.compare_suffix(self.suffix(rank), pattern) == Ordering::Less);
+        let upper =
+            partition(lower..self.token_count, |rank| self.compare_suffix(self.suffix(rank), pattern) != Ordering::Greater);
+        lower..upper
     }
 
     /// The longest prefix of `pattern` that occurs here: its length and its range.

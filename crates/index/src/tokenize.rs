@@ -50,6 +50,10 @@ fn is_joiner(c: char) -> bool {
 
 /// Normalizes one word: NFKC, lowercase, typographic apostrophe folded.
 pub fn normalize_word(word: &str) -> String {
+    // NFKC leaves ASCII unchanged, so plain ASCII words (most words) skip it.
+    if word.is_ascii() {
+        return word.to_ascii_lowercase();
+    }
     let normalized: String = word.nfkc().flat_map(char::to_lowercase).collect();
     normalized.replace('’', "'")
 }

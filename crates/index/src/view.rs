@@ -118,34 +118,43 @@ impl IndexView {
     }
 
     /// The maximal spans of one sentence's words.
+    ///
+    /// A span starting at `start` is maximal exactly when it reaches past the end of the previous
+    /// maximal span, so each start needs one whole-pattern search (does the text up to one word past
+    /// the covered end occur?) and only a surviving start is extended word by word.
     pub fn maximal_spans(&self, words: &[&str]) -> Vec<SpanMatch> {
-        // Longest match from each start, over all segments.
-        let mut longest = vec![0usize; words.len()];
-        for segment in &self.segments {
-            let tokens: Vec<Option<u16>> = words.iter().map(|w| segment.lookup(w)).collect();
-            let mut start = 0;
-            while start < tokens.len() {
-                // A run of known words; unknown words cannot match in this segment.
-                if tokens[start].is_none() {
-                    start += 1;
+        let translated: Vec<Vec<Option<u16>>> =
+            self.segments.iter().map(|s| words.iter().map(|w| s.lookup(w)).collect()).collect();
+        let mut spans = Vec::new();
+        let mut covered = 0;
+        for start in 0..words.len() {
+            let needed = covered.max(start) + 1 - start;
+            if start + needed > words.len() {
+                break;
+            }
+            let mut best = 0;
+            for (segment, tokens) in self.segments.iter().zip(&translated) {
+                let Some(prefix) = tokens[start..start + needed].iter().copied().collect::<Option<Vec<u16>>>() else {
+                    continue;
+                };
+                let mut range = segment.interval(&prefix);
+                if range.is_empty() {
                     continue;
                 }
-                let run_end =
-                    tokens[start..].iter().position(Option::is_none).map_or(tokens.len(), |p| start + p);
-                let run: Vec<u16> = tokens[start..run_end].iter().map(|t| t.expect("inside a run")).collect();
-                for offset in 0..run.len() {
-                    let (len, _) = segment.longest_prefix(&run[offset..]);
-                    longest[start + offset] = longest[start + offset].max(len);
+                let mut len = needed;
+                while let Some(Some(token)) = tokens.get(start + len) {
+                    let narrowed = segment.narrow(range.clone(), len, *token);
+                    if narrowed.is_empty() {
+                        break;
+                    }
+                    range = narrowed;
+                    len += 1;
                 }
-                start = run_end;
+                best = best.max(len);
             }
-        }
-        let mut spans = Vec::new();
-        let mut covered_until = 0;
-        for (start, &len) in longest.iter().enumerate() {
-            if len > 0 && start + len > covered_until {
-                covered_until = start + len;
-                spans.push(SpanMatch { start, len, count: self.count(&words[start..start + len]) });
+            if best > 0 {
+                covered = start + best;
+                spans.push(SpanMatch { start, len: best, count: self.count(&words[start..start + best]) });
             }
         }
         spans
