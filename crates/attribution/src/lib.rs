@@ -94,14 +94,16 @@ pub fn attribute(view: &IndexView, text: &str, rule: &SpanRule) -> Attribution {
         let mut kept: Vec<(usize, usize, Vec<Occurrence>)> = Vec::new();
         for span in view.maximal_spans(&words) {
             let bits: f64 = surprisal[span.start..span.start + span.len].iter().sum();
-            if span.len < rule.min_words
-                || bits < rule.min_surprisal_bits
-                || span.count > rule.max_occurrences
-            {
+            if span.len < rule.min_words || bits < rule.min_surprisal_bits {
                 continue;
             }
-            let mut occurrences =
-                view.occurrences(&words[span.start..span.start + span.len], OCCURRENCES_LISTED_MAX);
+            let listed =
+                usize::try_from(rule.max_occurrences).unwrap_or(usize::MAX).min(OCCURRENCES_LISTED_MAX);
+            let (count, mut occurrences) =
+                view.count_and_occurrences(&words[span.start..span.start + span.len], listed);
+            if count > rule.max_occurrences {
+                continue;
+            }
             occurrences.dedup_by_key(|o| o.contribution);
             let first = &sentence[span.start];
             let last = &sentence[span.start + span.len - 1];
@@ -110,7 +112,7 @@ pub fn attribute(view: &IndexView, text: &str, rule: &SpanRule) -> Attribution {
                 end: last.end,
                 text: text[first.start..last.end].to_owned(),
                 words: span.len,
-                occurrences: span.count,
+                occurrences: count,
                 surprisal_bits: bits,
                 contributions: occurrences.iter().map(|o| o.contribution).collect(),
             });

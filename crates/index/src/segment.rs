@@ -201,6 +201,10 @@ impl Builder {
             .iter()
             .map(|&t| if t < FIRST_WORD_ID { t as u16 } else { remap[(t - FIRST_WORD_ID) as usize] })
             .collect();
+        let documents = self.documents;
+        // The provisional tokens are no longer needed; free them before the suffix array doubles
+        // the memory in use.
+        drop(self.tokens);
         let mut counts = vec![0u32; words.len() + FIRST_WORD_ID as usize];
         for &token in &tokens {
             counts[token as usize] = counts[token as usize].saturating_add(1);
@@ -215,55 +219,76 @@ impl Builder {
             vocab_bytes.extend_from_slice(word.as_bytes());
         }
         vocab_offsets.extend_from_slice(&(vocab_bytes.len() as u32).to_le_bytes());
-        let mut docs: Vec<u8> = Vec::with_capacity(self.documents.len() * 24);
-        for d in &self.documents {
+        let mut docs: Vec<u8> = Vec::with_capacity(documents.len() * 24);
+        for d in &documents {
             docs.extend_from_slice(&d.contribution.to_le_bytes());
             docs.extend_from_slice(&d.contributor.to_le_bytes());
             docs.extend_from_slice(&d.first_token.to_le_bytes());
         }
         let counts_bytes: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
-        let token_bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
-        let suffix_bytes: Vec<u8> = suffixes.iter().flat_map(|s| s.to_le_bytes()).collect();
-        let sections: [&[u8]; SECTIONS] =
-            [&vocab_offsets, &vocab_bytes, &docs, &counts_bytes, &token_bytes, &suffix_bytes];
+
+        // Stream the sections to a temporary file, hashing as we go (the large sections are never
+        // copied into byte vectors), then write the header in front and name the file by its id.
+        let temporary = dir.join(format!(".building-{}.seg.tmp", std::process::id()));
+        let io = |e| IndexError::io(&temporary, e);
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(&temporary).map_err(io)?);
+        file.write_all(&[0u8; HEADER_BYTES]).map_err(io)?;
+        let mut written = HEADER_BYTES;
+        let mut table = [(0usize, 0usize); SECTIONS];
+        let mut hashes = [[0u8; 32]; SECTIONS];
+        let mut write_section =
+            |index: usize, chunks: &mut dyn Iterator<Item = Vec<u8>>| -> Result<(), IndexError> {
+                let mut hasher = blake3::Hasher::new();
+                let offset = written;
+                for chunk in chunks {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).map_err(io)?;
+                    written += chunk.len();
+                }
+                table[index] = (offset, written - offset);
+                hashes[index] = *hasher.finalize().as_bytes();
+                let padding = align8(written) - written;
+                file.write_all(&[0u8; 8][..padding]).map_err(io)?;
+                written += padding;
+                Ok(())
+            };
+        write_section(SECTION_VOCAB_OFFSETS, &mut std::iter::once(vocab_offsets))?;
+        write_section(SECTION_VOCAB_BYTES, &mut std::iter::once(vocab_bytes))?;
+        write_section(SECTION_DOCS, &mut std::iter::once(docs))?;
+        write_section(SECTION_COUNTS, &mut std::iter::once(counts_bytes))?;
+        const CHUNK: usize = 1 << 16;
+        write_section(
+            SECTION_TOKENS,
+            &mut tokens.chunks(CHUNK).map(|c| c.iter().flat_map(|t| t.to_le_bytes()).collect()),
+        )?;
+        write_section(
+            SECTION_SUFFIXES,
+            &mut suffixes.chunks(CHUNK).map(|c| c.iter().flat_map(|t| t.to_le_bytes()).collect()),
+        )?;
 
         let mut header = vec![0u8; HEADER_BYTES];
         header[0..8].copy_from_slice(MAGIC);
         header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         header[12..16].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
         header[16..24].copy_from_slice(&(tokens.len() as u64).to_le_bytes());
-        header[24..32].copy_from_slice(&(self.documents.len() as u64).to_le_bytes());
+        header[24..32].copy_from_slice(&(documents.len() as u64).to_le_bytes());
         header[32..40].copy_from_slice(&(words.len() as u64).to_le_bytes());
         header[40..48].copy_from_slice(&word_token_count.to_le_bytes());
-        let mut offset = HEADER_BYTES;
-        for (index, section) in sections.iter().enumerate() {
+        for index in 0..SECTIONS {
             let at = TABLE_AT + index * 16;
-            header[at..at + 8].copy_from_slice(&(offset as u64).to_le_bytes());
-            header[at + 8..at + 16].copy_from_slice(&(section.len() as u64).to_le_bytes());
-            let hash = blake3::hash(section);
+            header[at..at + 8].copy_from_slice(&(table[index].0 as u64).to_le_bytes());
+            header[at + 8..at + 16].copy_from_slice(&(table[index].1 as u64).to_le_bytes());
             header[CHECKSUMS_AT + index * 32..CHECKSUMS_AT + (index + 1) * 32]
-                .copy_from_slice(hash.as_bytes());
-            offset = align8(offset + section.len());
+                .copy_from_slice(&hashes[index]);
         }
         let id = blake3::hash(&header[..HEADER_HASH_AT]);
         header[HEADER_HASH_AT..HEADER_HASH_AT + 32].copy_from_slice(id.as_bytes());
-
-        let path = dir.join(format!("{}.seg", id.to_hex()));
-        let temporary = dir.join(format!("{}.seg.tmp", id.to_hex()));
-        let mut file =
-            std::io::BufWriter::new(File::create(&temporary).map_err(|e| IndexError::io(&temporary, e))?);
-        let mut write = |bytes: &[u8]| file.write_all(bytes).map_err(|e| IndexError::io(&temporary, e));
-        write(&header)?;
-        let mut written = header.len();
-        for section in sections {
-            write(section)?;
-            written += section.len();
-            let padding = align8(written) - written;
-            write(&[0u8; 8][..padding])?;
-            written += padding;
-        }
-        file.flush().map_err(|e| IndexError::io(&temporary, e))?;
+        use std::io::{Seek, SeekFrom};
+        let mut file = file.into_inner().map_err(|e| IndexError::io(&temporary, e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&header).map_err(io)?;
         drop(file);
+        let path = dir.join(format!("{}.seg", id.to_hex()));
         std::fs::rename(&temporary, &path).map_err(|e| IndexError::io(&path, e))?;
         Ok(path)
     }
@@ -516,10 +541,73 @@ impl Segment {
     /// two binary searches comparing whole prefixes.
     pub fn interval(&self, pattern: &[u16]) -> Range<usize> {
         use std::cmp::Ordering;
-        let lower = partition(0..self.token_count, |rank| self.compare_suffix(self.suffix(rank), pattern) == Ordering::Less);
-        let upper =
-            partition(lower..self.token_count, |rank| self.compare_suffix(self.suffix(rank), pattern) != Ordering::Greater);
+        let lower = partition(0..self.token_count, |rank| {
+            self.compare_suffix(self.suffix(rank), pattern) == Ordering::Less
+        });
+        if lower == self.token_count || self.compare_suffix(self.suffix(lower), pattern) != Ordering::Equal {
+            return lower..lower;
+        }
+        let upper = partition(lower..self.token_count, |rank| {
+            self.compare_suffix(self.suffix(rank), pattern) != Ordering::Greater
+        });
         lower..upper
+    }
+
+    /// For every start `i` of `query`, the length of the longest run of words starting at `i` that
+    /// occurs in this segment (`None` marks a word the segment has never seen; nothing spans it).
+    ///
+    /// One lower-bound binary search per start for the rest of the query: the longest prefix of a
+    /// pattern that occurs is shared with one of the two suffixes next to the pattern's insertion
+    /// point. The searches of all starts advance together, one step each per round, so their
+    /// independent memory reads overlap instead of waiting on each other.
+    pub fn longest_matches(&self, query: &[Option<u16>]) -> Vec<usize> {
+        use std::cmp::Ordering;
+        let len = query.len();
+        let dense: Vec<u16> = query.iter().map(|t| t.unwrap_or(DOCUMENT_END)).collect();
+        let mut run_end = vec![len; len];
+        for i in (0..len).rev() {
+            run_end[i] = if query[i].is_none() {
+                i
+            } else if i + 1 < len {
+                run_end[i + 1]
+            } else {
+                len
+            };
+        }
+        let mut low = vec![0usize; len];
+        let mut high = vec![self.token_count; len];
+        let mut active: Vec<usize> =
+            (0..len).filter(|&i| query[i].is_some() && self.token_count > 0).collect();
+        while !active.is_empty() {
+            active.retain(|&i| {
+                let middle = low[i] + (high[i] - low[i]) / 2;
+                if self.compare_suffix(self.suffix(middle), &dense[i..run_end[i]]) == Ordering::Less {
+                    low[i] = middle + 1;
+                } else {
+                    high[i] = middle;
+                }
+                low[i] < high[i]
+            });
+        }
+        (0..len)
+            .map(|i| {
+                if query[i].is_none() {
+                    return 0;
+                }
+                let pattern = &dense[i..run_end[i]];
+                let lcp = |rank: usize| {
+                    let position = self.suffix(rank);
+                    pattern
+                        .iter()
+                        .enumerate()
+                        .take_while(|&(k, &t)| self.token(position.saturating_add(k)) == Some(t))
+                        .count()
+                };
+                let after = if low[i] < self.token_count { lcp(low[i]) } else { 0 };
+                let before = if low[i] > 0 { lcp(low[i] - 1) } else { 0 };
+                after.max(before)
+            })
+            .collect()
     }
 
     /// The longest prefix of `pattern` that occurs here: its length and its range.

@@ -34,8 +34,6 @@ pub struct Occurrence {
 pub struct SpanMatch {
     pub start: usize,
     pub len: usize,
-    /// Occurrences of exactly these words in the corpus.
-    pub count: u64,
 }
 
 /// The ∞-gram's answer for a context: the longest suffix of the context that occurs followed by a
@@ -96,6 +94,31 @@ impl IndexView {
             .sum()
     }
 
+    /// How often a sequence of words occurs, and where (sorted, at most `limit` listed): one
+    /// search per segment for both.
+    pub fn count_and_occurrences(&self, words: &[&str], limit: usize) -> (u64, Vec<Occurrence>) {
+        let mut count = 0;
+        let mut found = Vec::new();
+        if words.is_empty() {
+            return (0, found);
+        }
+        for (segment, &datanet) in self.segments.iter().zip(&self.datanets) {
+            let Some(tokens) = Self::translate(segment, words) else { continue };
+            let range = segment.interval(&tokens);
+            count += range.len() as u64;
+            for rank in range {
+                if found.len() >= limit.min(OCCURRENCES_LISTED_MAX) {
+                    break;
+                }
+                if let Some(occurrence) = occurrence_at(segment, datanet, segment.suffix(rank)) {
+                    found.push(occurrence);
+                }
+            }
+        }
+        found.sort_unstable();
+        (count, found)
+    }
+
     /// Where a sequence of words occurs, sorted, at most `limit` of them.
     pub fn occurrences(&self, words: &[&str], limit: usize) -> Vec<Occurrence> {
         let mut found = Vec::new();
@@ -117,44 +140,22 @@ impl IndexView {
         found
     }
 
-    /// The maximal spans of one sentence's words.
-    ///
-    /// A span starting at `start` is maximal exactly when it reaches past the end of the previous
-    /// maximal span, so each start needs one whole-pattern search (does the text up to one word past
-    /// the covered end occur?) and only a surviving start is extended word by word.
+    /// The maximal spans of one sentence's words: for each start, the longest run of words from
+    /// it that occurs anywhere in the view, kept when it reaches past every earlier span.
     pub fn maximal_spans(&self, words: &[&str]) -> Vec<SpanMatch> {
-        let translated: Vec<Vec<Option<u16>>> =
-            self.segments.iter().map(|s| words.iter().map(|w| s.lookup(w)).collect()).collect();
+        let mut longest = vec![0usize; words.len()];
+        for segment in &self.segments {
+            let query: Vec<Option<u16>> = words.iter().map(|w| segment.lookup(w)).collect();
+            for (best, found) in longest.iter_mut().zip(segment.longest_matches(&query)) {
+                *best = (*best).max(found);
+            }
+        }
         let mut spans = Vec::new();
         let mut covered = 0;
-        for start in 0..words.len() {
-            let needed = covered.max(start) + 1 - start;
-            if start + needed > words.len() {
-                break;
-            }
-            let mut best = 0;
-            for (segment, tokens) in self.segments.iter().zip(&translated) {
-                let Some(prefix) = tokens[start..start + needed].iter().copied().collect::<Option<Vec<u16>>>() else {
-                    continue;
-                };
-                let mut range = segment.interval(&prefix);
-                if range.is_empty() {
-                    continue;
-                }
-                let mut len = needed;
-                while let Some(Some(token)) = tokens.get(start + len) {
-                    let narrowed = segment.narrow(range.clone(), len, *token);
-                    if narrowed.is_empty() {
-                        break;
-                    }
-                    range = narrowed;
-                    len += 1;
-                }
-                best = best.max(len);
-            }
-            if best > 0 {
-                covered = start + best;
-                spans.push(SpanMatch { start, len: best, count: self.count(&words[start..start + best]) });
+        for (start, &len) in longest.iter().enumerate() {
+            if len > 0 && start + len > covered {
+                covered = start + len;
+                spans.push(SpanMatch { start, len });
             }
         }
         spans

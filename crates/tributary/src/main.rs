@@ -2,6 +2,7 @@
 //! only; the work happens in the library crates.
 
 mod bench;
+mod bench_index;
 mod client;
 mod config;
 mod demo;
@@ -322,6 +323,9 @@ enum BenchCommand {
     /// Durable transfers per second: embedded store at batch sizes 1, 100, 8190, a plain SQLite
     /// loop as the baseline, and transfers through the HTTP API with concurrent clients.
     Ledger(bench::LedgerBenchArgs),
+    /// Index build throughput (next to libsais alone), bytes per token, open time, and span
+    /// attribution latency for 512-word answers, on a generated corpus.
+    Index(bench_index::IndexBenchArgs),
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -377,6 +381,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Demo => demo::run().await,
         Commands::Bench { what: BenchCommand::Ledger(args) } => bench::ledger(args).await,
+        Commands::Bench { what: BenchCommand::Index(args) } => {
+            tokio::task::spawn_blocking(move || bench_index::index(args)).await?
+        }
         Commands::Account { node, action } => {
             let client = node.client()?;
             let value = match action {
