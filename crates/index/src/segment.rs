@@ -87,6 +87,10 @@ pub struct Segment {
     words: Vec<String>,
     documents: Vec<DocumentEntry>,
     counts: Vec<u32>,
+    /// `starts[t]..starts[t + 1]` is the suffix-array range of suffixes starting with token `t`
+    /// (the suffix array is sorted by first token, and `counts` says how many each token has):
+    /// every search starts there instead of at the whole array.
+    starts: Vec<usize>,
     tokens_at: usize,
     suffixes_at: usize,
     checksums: [[u8; 32]; SECTIONS],
@@ -418,9 +422,19 @@ impl Segment {
             return Err(corrupt("documents out of order"));
         }
         let (counts_at, _) = sections[SECTION_COUNTS];
-        let counts = (0..vocabulary_count + FIRST_WORD_ID as usize)
+        let counts: Vec<u32> = (0..vocabulary_count + FIRST_WORD_ID as usize)
             .map(|index| u32_at(counts_at + index * 4))
             .collect();
+        let mut starts = Vec::with_capacity(counts.len() + 1);
+        let mut total = 0usize;
+        for &count in &counts {
+            starts.push(total);
+            total += count as usize;
+        }
+        starts.push(total);
+        if total != token_count {
+            return Err(corrupt("token counts do not add up to the token count"));
+        }
         Ok(Segment {
             path: path.to_owned(),
             id,
@@ -430,6 +444,7 @@ impl Segment {
             words,
             documents,
             counts,
+            starts,
             tokens_at: sections[SECTION_TOKENS].0,
             suffixes_at: sections[SECTION_SUFFIXES].0,
             checksums,
@@ -541,16 +556,27 @@ impl Segment {
     /// two binary searches comparing whole prefixes.
     pub fn interval(&self, pattern: &[u16]) -> Range<usize> {
         use std::cmp::Ordering;
-        let lower = partition(0..self.token_count, |rank| {
+        let Some(&first) = pattern.first() else { return 0..self.token_count };
+        let bucket = self.first_token_range(first);
+        let lower = partition(bucket.clone(), |rank| {
             self.compare_suffix(self.suffix(rank), pattern) == Ordering::Less
         });
-        if lower == self.token_count || self.compare_suffix(self.suffix(lower), pattern) != Ordering::Equal {
+        if lower == bucket.end || self.compare_suffix(self.suffix(lower), pattern) != Ordering::Equal {
             return lower..lower;
         }
-        let upper = partition(lower..self.token_count, |rank| {
+        let upper = partition(lower..bucket.end, |rank| {
             self.compare_suffix(self.suffix(rank), pattern) != Ordering::Greater
         });
         lower..upper
+    }
+
+    /// The suffix-array range of suffixes starting with `token`.
+    #[inline]
+    pub fn first_token_range(&self, token: u16) -> Range<usize> {
+        match (self.starts.get(token as usize), self.starts.get(token as usize + 1)) {
+            (Some(&start), Some(&end)) => start..end,
+            _ => 0..0,
+        }
     }
 
     /// For every start `i` of `query`, the length of the longest run of words starting at `i` that
@@ -603,8 +629,10 @@ impl Segment {
                         .take_while(|&(k, &t)| self.token(position.saturating_add(k)) == Some(t))
                         .count()
                 };
-                let after = if low[i] < self.token_count { lcp(low[i]) } else { 0 };
-                let before = if low[i] > 0 { lcp(low[i] - 1) } else { 0 };
+                // The neighbours inside the first token's bucket (outside it nothing matches at all).
+                let bucket = self.first_token_range(dense[i]);
+                let after = if low[i] < bucket.end { lcp(low[i]) } else { 0 };
+                let before = if low[i] > bucket.start { lcp(low[i] - 1) } else { 0 };
                 after.max(before)
             })
             .collect()
