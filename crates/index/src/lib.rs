@@ -2,6 +2,7 @@
 //! text ([`segment`]), queries over a set of segments ([`view`]), and the on-disk set of segments of
 //! one datanet with its manifest ([`store`]). No money, no HTTP.
 
+pub mod fuzzing;
 pub mod segment;
 pub mod store;
 pub mod tokenize;

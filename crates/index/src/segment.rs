@@ -370,16 +370,20 @@ impl Segment {
             checksums[index] =
                 map[CHECKSUMS_AT + index * 32..CHECKSUMS_AT + (index + 1) * 32].try_into().expect("32");
         }
-        let expected_lengths = [
-            (vocabulary_count + 1) * 4,
-            sections[SECTION_VOCAB_BYTES].1,
-            document_count * 24,
-            (vocabulary_count + FIRST_WORD_ID as usize) * 4,
-            token_count * 2,
-            token_count * 4,
-        ];
+        // Checked arithmetic: a crafted header must not overflow its way past these checks.
+        let lengths = || -> Option<[usize; SECTIONS]> {
+            Some([
+                vocabulary_count.checked_add(1)?.checked_mul(4)?,
+                sections[SECTION_VOCAB_BYTES].1,
+                document_count.checked_mul(24)?,
+                vocabulary_count.checked_add(FIRST_WORD_ID as usize)?.checked_mul(4)?,
+                token_count.checked_mul(2)?,
+                token_count.checked_mul(4)?,
+            ])
+        };
+        let expected_lengths = lengths().ok_or_else(|| corrupt("header counts overflow"))?;
         let (last_offset, last_length) = sections[SECTIONS - 1];
-        if map.len() != align8(last_offset + last_length) {
+        if map.len() != align8(last_offset.saturating_add(last_length)) {
             return Err(corrupt("file length disagrees with the header (truncated or extended)"));
         }
         if sections.iter().zip(expected_lengths).any(|(&(_, length), expected)| length != expected)

@@ -197,3 +197,24 @@ fn a_full_vocabulary_starts_a_new_segment() {
     assert_eq!(view.count(&["alpha"]), 2);
     assert_eq!(view.count(&["gamma", "delta"]), 1);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The fuzz targets' bodies on random input: random bytes, and a real segment with random
+    /// bytes overwritten (which reaches far deeper than random bytes do).
+    #[test]
+    fn fuzz_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8)) {
+        tributary_index::fuzzing::tokenizer(&bytes);
+        tributary_index::fuzzing::segment_file(&bytes);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "The LORD is my shepherd; I shall not want. He maketh me to lie down.";
+        let paths = build_segments(dir.path(), &[DocumentInput { contribution: 1, contributor: 1, text }], &|_| {}).expect("build");
+        let mut segment = std::fs::read(&paths[0]).expect("read");
+        for (at, value) in flips {
+            let len = segment.len();
+            segment[at % len] = value;
+        }
+        tributary_index::fuzzing::segment_file(&segment);
+    }
+}
