@@ -35,7 +35,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::IndexError;
-use crate::tokenize::tokenize;
 
 pub const MAGIC: &[u8; 8] = b"TRBSEG\0\x01";
 pub const FORMAT_VERSION: u32 = 1;
@@ -131,21 +130,15 @@ pub fn build_segments_with_limits(
     std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
     let mut written = Vec::new();
     let mut builder = Builder::default();
+    let mut buffer = String::new();
     for document in documents {
-        let tokenized = tokenize(document.text);
-        let new_words: std::collections::HashSet<&str> = tokenized
-            .words()
-            .map(|w| w.text.as_str())
-            .filter(|w| !builder.interned.contains_key(*w))
-            .collect();
-        let tokens_needed = tokenized.word_count() + tokenized.sentences.len() + 1;
-        let would_overflow = builder.interned.len() + new_words.len() > vocabulary_max
-            || builder.tokens.len() + tokens_needed > tokens_max;
-        if would_overflow && !builder.documents.is_empty() {
-            written.push(builder.finish(dir)?);
-            builder = Builder::default();
+        if !builder.add(document, vocabulary_max, tokens_max, &mut buffer) {
+            // The document does not fit beside the others: close the segment and start the next
+            // one with it (alone, it is cut where the segment fills, if it must be).
+            written.push(std::mem::take(&mut builder).finish(dir)?);
+            let fitted = builder.add(document, vocabulary_max, tokens_max, &mut buffer);
+            debug_assert!(fitted, "a document alone in a segment always fits (it is cut)");
         }
-        builder.add(document, &tokenized, vocabulary_max, tokens_max);
         progress(document.text.len() as u64);
     }
     if !builder.documents.is_empty() {
@@ -163,38 +156,71 @@ struct Builder {
 }
 
 impl Builder {
+    /// Adds a document; returns false, changing nothing, if it would overflow the vocabulary or
+    /// token limit beside documents already here. A document alone is cut where it fills the
+    /// segment instead.
     fn add(
         &mut self,
         document: &DocumentInput<'_>,
-        tokenized: &crate::tokenize::Tokenized,
         vocabulary_max: usize,
         tokens_max: usize,
-    ) {
+        buffer: &mut String,
+    ) -> bool {
+        let alone = self.documents.is_empty();
+        let (tokens_before, words_before) = (self.tokens.len(), self.interned.len());
         self.documents.push(DocumentEntry {
             contribution: document.contribution,
             contributor: document.contributor,
-            first_token: self.tokens.len() as u64,
+            first_token: tokens_before as u64,
         });
-        'sentences: for sentence in &tokenized.sentences {
-            for word in sentence {
-                // A single document bigger than a whole segment is cut where the segment fills.
-                if self.tokens.len() + 2 >= tokens_max {
-                    break 'sentences;
-                }
-                let next_id = self.interned.len() as u32;
-                let id = match self.interned.get(word.text.as_str()) {
-                    Some(&id) => id,
-                    None if self.interned.len() < vocabulary_max => {
-                        self.interned.insert(word.text.clone(), next_id);
-                        next_id
-                    }
-                    None => break 'sentences,
-                };
-                self.tokens.push(id + FIRST_WORD_ID);
+        let mut overflow = false;
+        let mut full = false;
+        let mut sentence_open = false;
+        let (interned, tokens) = (&mut self.interned, &mut self.tokens);
+        crate::tokenize::for_each_word(document.text, buffer, &mut |piece| {
+            if overflow || full {
+                return;
             }
+            match piece {
+                crate::tokenize::Piece::Word { text, .. } => {
+                    // Room for this word, a sentence end and the document end.
+                    let id = match interned.get(text) {
+                        Some(&id) if tokens.len() + 3 <= tokens_max => Some(id),
+                        None if interned.len() < vocabulary_max && tokens.len() + 3 <= tokens_max => {
+                            let id = interned.len() as u32;
+                            interned.insert(text.to_owned(), id);
+                            Some(id)
+                        }
+                        _ => None,
+                    };
+                    match id {
+                        Some(id) => {
+                            tokens.push(id + FIRST_WORD_ID);
+                            sentence_open = true;
+                        }
+                        None if alone => full = true,
+                        None => overflow = true,
+                    }
+                }
+                crate::tokenize::Piece::SentenceEnd => {
+                    if sentence_open {
+                        tokens.push(u32::from(SENTENCE_END));
+                        sentence_open = false;
+                    }
+                }
+            }
+        });
+        if overflow {
+            self.tokens.truncate(tokens_before);
+            self.interned.retain(|_, id| (*id as usize) < words_before);
+            self.documents.pop();
+            return false;
+        }
+        if sentence_open {
             self.tokens.push(u32::from(SENTENCE_END));
         }
         self.tokens.push(u32::from(DOCUMENT_END));
+        true
     }
 
     fn finish(self, dir: &Path) -> Result<PathBuf, IndexError> {

@@ -50,69 +50,88 @@ fn is_joiner(c: char) -> bool {
 
 /// Normalizes one word: NFKC, lowercase, typographic apostrophe folded.
 pub fn normalize_word(word: &str) -> String {
-    // NFKC leaves ASCII unchanged, so plain ASCII words (most words) skip it.
-    if word.is_ascii() {
-        return word.to_ascii_lowercase();
-    }
-    let normalized: String = word.nfkc().flat_map(char::to_lowercase).collect();
-    normalized.replace('’', "'")
+    let mut buffer = String::new();
+    normalize_into(word, &mut buffer);
+    buffer
 }
 
-pub fn tokenize(text: &str) -> Tokenized {
-    let mut sentences = Vec::new();
-    let mut current: Vec<Word> = Vec::new();
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let mut index = 0;
-    let end_sentence = |current: &mut Vec<Word>, sentences: &mut Vec<Vec<Word>>| {
-        if !current.is_empty() {
-            sentences.push(std::mem::take(current));
+/// What [`for_each_word`] reports, in text order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// A word: its normalized text (valid until the next call) and its byte range in the original.
+    Word { text: &'a str, start: usize, end: usize },
+    /// A sentence ends here (may repeat; empty sentences mean nothing).
+    SentenceEnd,
+}
+
+/// Tokenizes `text` without allocating per word: normalized words are written into `buffer` and
+/// handed to `visit` one at a time. [`tokenize`] and the index builder both use this, so the index
+/// and queries always agree.
+pub fn for_each_word(text: &str, buffer: &mut String, visit: &mut dyn FnMut(Piece<'_>)) {
+    let bytes = text.as_bytes();
+    let char_at = |position: usize| -> Option<char> {
+        match bytes.get(position) {
+            None => None,
+            Some(&byte) if byte < 0x80 => Some(char::from(byte)),
+            Some(_) => text[position..].chars().next(),
         }
     };
-    while index < chars.len() {
-        let (position, c) = chars[index];
+    let mut position = 0;
+    while let Some(c) = char_at(position) {
+        let width = c.len_utf8();
         if c.is_alphanumeric() {
             let start = position;
-            let mut next = index + 1;
+            let mut end = position + width;
             loop {
-                if next < chars.len() && chars[next].1.is_alphanumeric() {
-                    next += 1;
-                } else if next + 1 < chars.len()
-                    && is_joiner(chars[next].1)
-                    && chars[next + 1].1.is_alphanumeric()
-                {
-                    next += 2;
-                } else {
-                    break;
+                match char_at(end) {
+                    Some(next) if next.is_alphanumeric() => end += next.len_utf8(),
+                    Some(joiner) if is_joiner(joiner) => {
+                        let after = end + joiner.len_utf8();
+                        match char_at(after) {
+                            Some(next) if next.is_alphanumeric() => end = after + next.len_utf8(),
+                            _ => break,
+                        }
+                    }
+                    _ => break,
                 }
             }
-            let end = chars.get(next).map_or(text.len(), |&(p, _)| p);
-            push_word(&mut current, text, start, end);
-            index = next;
+            emit_word(text, start, end, buffer, visit);
+            position = end;
             continue;
         }
-        let followed_by_space = chars.get(index + 1).is_none_or(|&(_, n)| n.is_whitespace());
-        if matches!(c, '.' | '!' | '?') && followed_by_space {
-            end_sentence(&mut current, &mut sentences);
+        if matches!(c, '.' | '!' | '?') && char_at(position + width).is_none_or(char::is_whitespace) {
+            visit(Piece::SentenceEnd);
         } else if c == '\n' {
             // A blank line (only whitespace between two newlines) ends a sentence too.
-            let mut look = index + 1;
-            while look < chars.len() && chars[look].1.is_whitespace() && chars[look].1 != '\n' {
-                look += 1;
-            }
-            if look < chars.len() && chars[look].1 == '\n' {
-                end_sentence(&mut current, &mut sentences);
+            let mut look = position + 1;
+            while let Some(next) = char_at(look) {
+                if next == '\n' {
+                    visit(Piece::SentenceEnd);
+                    break;
+                }
+                if !next.is_whitespace() {
+                    break;
+                }
+                look += next.len_utf8();
             }
         }
-        index += 1;
+        position += width;
     }
-    end_sentence(&mut current, &mut sentences);
-    Tokenized { sentences }
 }
 
-fn push_word(words: &mut Vec<Word>, text: &str, start: usize, end: usize) {
-    let normalized = normalize_word(&text[start..end]);
-    if normalized.len() <= WORD_BYTES_MAX {
-        words.push(Word { text: normalized, start, end });
+fn normalize_into(word: &str, buffer: &mut String) {
+    buffer.clear();
+    if word.is_ascii() {
+        buffer.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        buffer.extend(word.nfkc().flat_map(char::to_lowercase).map(|c| if c == '’' { '\'' } else { c }));
+    }
+}
+
+fn emit_word(text: &str, start: usize, end: usize, buffer: &mut String, visit: &mut dyn FnMut(Piece<'_>)) {
+    normalize_into(&text[start..end], buffer);
+    if buffer.len() <= WORD_BYTES_MAX {
+        visit(Piece::Word { text: buffer, start, end });
         return;
     }
     // Cut an overlong run into pieces on character boundaries of the original text.
@@ -121,17 +140,33 @@ fn push_word(words: &mut Vec<Word>, text: &str, start: usize, end: usize) {
     for (offset, c) in text[start..end].char_indices() {
         if piece_bytes + c.len_utf8() > WORD_BYTES_MAX / 2 && piece_bytes > 0 {
             let piece_end = start + offset;
-            words.push(Word {
-                text: normalize_word(&text[piece_start..piece_end]),
-                start: piece_start,
-                end: piece_end,
-            });
+            normalize_into(&text[piece_start..piece_end], buffer);
+            visit(Piece::Word { text: buffer, start: piece_start, end: piece_end });
             piece_start = piece_end;
             piece_bytes = 0;
         }
         piece_bytes += c.len_utf8();
     }
-    words.push(Word { text: normalize_word(&text[piece_start..end]), start: piece_start, end });
+    normalize_into(&text[piece_start..end], buffer);
+    visit(Piece::Word { text: buffer, start: piece_start, end });
+}
+
+pub fn tokenize(text: &str) -> Tokenized {
+    let mut sentences = Vec::new();
+    let mut current: Vec<Word> = Vec::new();
+    let mut buffer = String::new();
+    for_each_word(text, &mut buffer, &mut |piece| match piece {
+        Piece::Word { text, start, end } => current.push(Word { text: text.to_owned(), start, end }),
+        Piece::SentenceEnd => {
+            if !current.is_empty() {
+                sentences.push(std::mem::take(&mut current));
+            }
+        }
+    });
+    if !current.is_empty() {
+        sentences.push(current);
+    }
+    Tokenized { sentences }
 }
 
 #[cfg(test)]
