@@ -376,6 +376,20 @@ fn pack_bits<'a>(values: &'a [u32], bits: u32, chunk: usize) -> impl Iterator<It
     body.chain(tail)
 }
 
+/// Asks the CPU to start loading the cache line holding `bytes[0]`; a hint only.
+#[inline]
+#[allow(unsafe_code)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching never faults and has no effect on program state; the pointer is derived
+    // from a live slice. SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// The suffix array of `tokens`, by libsais.
 #[allow(unsafe_code)]
 pub fn suffix_array(tokens: &[u16]) -> Result<Vec<u32>, IndexError> {
@@ -604,6 +618,21 @@ impl Segment {
         Some(u16::from_le_bytes([self.map[at], self.map[at + 1]]))
     }
 
+    /// Hints the CPU to fetch the suffix-array entry of `rank` into cache.
+    #[inline]
+    fn prefetch_suffix(&self, rank: usize) {
+        let at = self.suffixes_at + rank * self.suffix_bits as usize / 8;
+        prefetch(&self.map[at.min(self.map.len() - 1)..]);
+    }
+
+    /// Hints the CPU to fetch the token at `position` into cache.
+    #[inline]
+    fn prefetch_token(&self, position: usize) {
+        if position < self.token_count {
+            prefetch(&self.map[self.tokens_at + position * 2..]);
+        }
+    }
+
     /// The text position of the `rank`-th smallest suffix.
     #[inline]
     pub fn suffix(&self, rank: usize) -> usize {
@@ -689,13 +718,30 @@ impl Segment {
             };
         }
         let mut low = vec![0usize; len];
-        let mut high = vec![self.token_count; len];
-        let mut active: Vec<usize> =
-            (0..len).filter(|&i| query[i].is_some() && self.token_count > 0).collect();
+        let mut high = vec![0usize; len];
+        for (i, token) in query.iter().enumerate() {
+            if let Some(token) = token {
+                let bucket = self.first_token_range(*token);
+                (low[i], high[i]) = (bucket.start, bucket.end);
+            }
+        }
+        let mut active: Vec<usize> = (0..len).filter(|&i| low[i] < high[i]).collect();
+        let mut positions = vec![0usize; len];
         while !active.is_empty() {
+            // Three passes per round so that the reads of all searches are in flight together:
+            // prefetch the suffix-array entries, read them and prefetch the text they point to,
+            // then compare.
+            for &i in &active {
+                self.prefetch_suffix(low[i] + (high[i] - low[i]) / 2);
+            }
+            for &i in &active {
+                let position = self.suffix(low[i] + (high[i] - low[i]) / 2);
+                positions[i] = position;
+                self.prefetch_token(position);
+            }
             active.retain(|&i| {
                 let middle = low[i] + (high[i] - low[i]) / 2;
-                if self.compare_suffix(self.suffix(middle), &dense[i..run_end[i]]) == Ordering::Less {
+                if self.compare_suffix(positions[i], &dense[i..run_end[i]]) == Ordering::Less {
                     low[i] = middle + 1;
                 } else {
                     high[i] = middle;
