@@ -119,6 +119,31 @@ pub fn build_segments(
     build_segments_with_limits(dir, documents, VOCABULARY_WORDS_MAX, SEGMENT_TOKENS_MAX, progress)
 }
 
+/// [`build_segments`] over documents produced one at a time (owned `(contribution, contributor,
+/// text)`), so a large corpus never has to be in memory as text all at once.
+pub fn build_segments_streaming(
+    dir: &Path,
+    documents: impl Iterator<Item = (u64, u64, String)>,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<PathBuf>, IndexError> {
+    std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+    let mut written = Vec::new();
+    let mut builder = Builder::default();
+    let mut buffer = String::new();
+    for (contribution, contributor, text) in documents {
+        let document = DocumentInput { contribution, contributor, text: &text };
+        if !builder.add(&document, VOCABULARY_WORDS_MAX, SEGMENT_TOKENS_MAX, &mut buffer) {
+            written.push(std::mem::take(&mut builder).finish(dir)?);
+            builder.add(&document, VOCABULARY_WORDS_MAX, SEGMENT_TOKENS_MAX, &mut buffer);
+        }
+        progress(text.len() as u64);
+    }
+    if !builder.documents.is_empty() {
+        written.push(builder.finish(dir)?);
+    }
+    Ok(written)
+}
+
 /// [`build_segments`] with explicit limits (tests use small ones to exercise splitting).
 pub fn build_segments_with_limits(
     dir: &Path,
