@@ -126,22 +126,7 @@ pub fn build_segments_streaming(
     documents: impl Iterator<Item = (u64, u64, String)>,
     progress: &dyn Fn(u64),
 ) -> Result<Vec<PathBuf>, IndexError> {
-    std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
-    let mut written = Vec::new();
-    let mut builder = Builder::default();
-    let mut buffer = String::new();
-    for (contribution, contributor, text) in documents {
-        let document = DocumentInput { contribution, contributor, text: &text };
-        if !builder.add(&document, VOCABULARY_WORDS_MAX, SEGMENT_TOKENS_MAX, &mut buffer) {
-            written.push(std::mem::take(&mut builder).finish(dir)?);
-            builder.add(&document, VOCABULARY_WORDS_MAX, SEGMENT_TOKENS_MAX, &mut buffer);
-        }
-        progress(text.len() as u64);
-    }
-    if !builder.documents.is_empty() {
-        written.push(builder.finish(dir)?);
-    }
-    Ok(written)
+    build(dir, documents, VOCABULARY_WORDS_MAX, SEGMENT_TOKENS_MAX, progress)
 }
 
 /// [`build_segments`] with explicit limits (tests use small ones to exercise splitting).
@@ -152,16 +137,29 @@ pub fn build_segments_with_limits(
     tokens_max: usize,
     progress: &dyn Fn(u64),
 ) -> Result<Vec<PathBuf>, IndexError> {
+    let borrowed =
+        documents.iter().map(|d| (d.contribution, d.contributor, std::borrow::Cow::Borrowed(d.text)));
+    build(dir, borrowed, vocabulary_max, tokens_max, progress)
+}
+
+fn build<'a, T: AsRef<str>>(
+    dir: &Path,
+    documents: impl Iterator<Item = (u64, u64, T)>,
+    vocabulary_max: usize,
+    tokens_max: usize,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<PathBuf>, IndexError> {
     std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
     let mut written = Vec::new();
     let mut builder = Builder::default();
     let mut buffer = String::new();
-    for document in documents {
-        if !builder.add(document, vocabulary_max, tokens_max, &mut buffer) {
+    for (contribution, contributor, text) in documents {
+        let document = DocumentInput { contribution, contributor, text: text.as_ref() };
+        if !builder.add(&document, vocabulary_max, tokens_max, &mut buffer) {
             // The document does not fit beside the others: close the segment and start the next
             // one with it (alone, it is cut where the segment fills, if it must be).
             written.push(std::mem::take(&mut builder).finish(dir)?);
-            let fitted = builder.add(document, vocabulary_max, tokens_max, &mut buffer);
+            let fitted = builder.add(&document, vocabulary_max, tokens_max, &mut buffer);
             debug_assert!(fitted, "a document alone in a segment always fits (it is cut)");
         }
         progress(document.text.len() as u64);
