@@ -142,7 +142,7 @@ pub fn build_segments_with_limits(
     build(dir, borrowed, vocabulary_max, tokens_max, progress)
 }
 
-fn build<'a, T: AsRef<str>>(
+fn build<T: AsRef<str>>(
     dir: &Path,
     documents: impl Iterator<Item = (u64, u64, T)>,
     vocabulary_max: usize,
