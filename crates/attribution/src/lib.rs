@@ -21,6 +21,8 @@
 //! Everything is computed in a fixed order from the text and the index alone, so the same text and
 //! index version always give the same result, and an auditor can re-run it.
 
+pub mod infinigram;
+
 use std::collections::BTreeMap;
 
 use tributary_index::tokenize::tokenize;

@@ -228,3 +228,127 @@ mod tests {
         }
     }
 }
+
+/// One payee's part of an inference fee.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SplitLine<P> {
+    pub payee: P,
+    pub role: SplitRole,
+    pub amount: Amount,
+}
+
+/// Why a payee is paid.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SplitRole {
+    Owner,
+    /// A contribution's share of the data part.
+    Data,
+    /// The data part that no contribution earned, for a datanet's pool.
+    DataPool,
+    Validators,
+    Protocol,
+}
+
+impl SplitRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitRole::Owner => "owner",
+            SplitRole::Data => "data",
+            SplitRole::DataPool => "data_pool",
+            SplitRole::Validators => "validators",
+            SplitRole::Protocol => "protocol",
+        }
+    }
+}
+
+/// Who receives each part of an inference fee.
+#[derive(Clone, Debug)]
+pub struct InferencePayees<P> {
+    pub owner: P,
+    pub validators: P,
+    pub protocol: P,
+    /// Where the data part goes when nothing was attributed.
+    pub data_pool: P,
+    /// Attributed payees with integer weights (shares scaled to integers); weights must not all be
+    /// zero when the list is not empty.
+    pub data: Vec<(P, u64)>,
+}
+
+/// Splits an inference fee: the policy's four parts by largest remainder, then the data part over
+/// the attributed payees by their weights, again by largest remainder. Parts of zero are left out;
+/// the amounts always sum to the fee exactly.
+pub fn split_inference<P: Copy>(
+    fee: Amount,
+    policy: &SplitPolicy,
+    payees: &InferencePayees<P>,
+) -> Result<Vec<SplitLine<P>>, MoneyError> {
+    let parts = policy.split(fee)?;
+    let mut lines = vec![SplitLine { payee: payees.owner, role: SplitRole::Owner, amount: parts.owner }];
+    let weights: Vec<u64> = payees.data.iter().map(|&(_, w)| w).collect();
+    if weights.iter().any(|&w| w > 0) {
+        let shares = largest_remainder(parts.data, &weights)?;
+        for (&(payee, _), amount) in payees.data.iter().zip(shares) {
+            lines.push(SplitLine { payee, role: SplitRole::Data, amount });
+        }
+    } else {
+        lines.push(SplitLine { payee: payees.data_pool, role: SplitRole::DataPool, amount: parts.data });
+    }
+    lines.push(SplitLine { payee: payees.validators, role: SplitRole::Validators, amount: parts.validators });
+    lines.push(SplitLine { payee: payees.protocol, role: SplitRole::Protocol, amount: parts.protocol });
+    lines.retain(|line| !line.amount.is_zero());
+    assert_eq!(lines.iter().map(|l| l.amount.0).sum::<u128>(), fee.0, "inference splits conserve the fee");
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod inference_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn inference_splits_conserve_the_fee(
+            fee in any::<u128>(),
+            cuts in (0u16..=10_000, 0u16..=10_000, 0u16..=10_000),
+            weights in proptest::collection::vec(0u64..=u64::MAX / 1024, 0..20),
+        ) {
+            let mut cuts = [cuts.0, cuts.1, cuts.2];
+            cuts.sort_unstable();
+            let policy = SplitPolicy {
+                owner_bps: cuts[0],
+                data_bps: cuts[1] - cuts[0],
+                validators_bps: cuts[2] - cuts[1],
+                protocol_bps: 10_000 - cuts[2],
+            };
+            let payees = InferencePayees {
+                owner: 1u32, validators: 2, protocol: 3, data_pool: 4,
+                data: weights.iter().enumerate().map(|(i, &w)| (10 + i as u32, w)).collect(),
+            };
+            let lines = split_inference(Amount(fee), &policy, &payees).expect("valid policy");
+            prop_assert_eq!(lines.iter().map(|l| l.amount.0).sum::<u128>(), fee);
+            prop_assert!(lines.iter().all(|l| !l.amount.is_zero()));
+            let attributed = weights.iter().any(|&w| w > 0);
+            prop_assert_eq!(lines.iter().any(|l| l.role == SplitRole::DataPool), !attributed && policy.split(Amount(fee)).expect("whole").data.0 > 0);
+        }
+    }
+
+    #[test]
+    fn the_data_part_follows_the_weights() {
+        let policy = SplitPolicy { owner_bps: 5000, data_bps: 3000, validators_bps: 1500, protocol_bps: 500 };
+        let payees = InferencePayees {
+            owner: 'o',
+            validators: 'v',
+            protocol: 'p',
+            data_pool: 'd',
+            data: vec![('a', 3), ('b', 1)],
+        };
+        let lines = split_inference(Amount(1000), &policy, &payees).expect("split");
+        let got: Vec<(char, u128)> = lines.iter().map(|l| (l.payee, l.amount.0)).collect();
+        assert_eq!(got, [('o', 500), ('a', 225), ('b', 75), ('v', 150), ('p', 50)]);
+        let unattributed = InferencePayees { data: vec![], ..payees };
+        let lines = split_inference(Amount(1000), &policy, &unattributed).expect("split");
+        assert!(
+            lines.iter().any(|l| l.payee == 'd' && l.amount == Amount(300) && l.role == SplitRole::DataPool)
+        );
+    }
+}

@@ -20,16 +20,20 @@ pub enum AccountKind {
     ValidatorsPool,
     /// A datanet's pool: data shares that no single contribution earned.
     DatanetPool,
+    /// Where callers' holds for paid inferences wait until the fee is split; it is empty again
+    /// after every settlement.
+    Clearing,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 6] = [
+    pub const ALL: [AccountKind; 7] = [
         AccountKind::User,
         AccountKind::Operator,
         AccountKind::External,
         AccountKind::Protocol,
         AccountKind::ValidatorsPool,
         AccountKind::DatanetPool,
+        AccountKind::Clearing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl AccountKind {
             AccountKind::Protocol => "protocol",
             AccountKind::ValidatorsPool => "validators_pool",
             AccountKind::DatanetPool => "datanet_pool",
+            AccountKind::Clearing => "clearing",
         }
     }
 

@@ -161,46 +161,71 @@ impl IndexView {
         spans
     }
 
-    /// The ∞-gram next-word distribution for `context` (the last words of a text), listing at
-    /// most `occurrences_max` occurrences in total.
+    /// The ∞-gram next-word distribution for `context` (the last words of a text): the longest
+    /// suffix of the context that occurs followed by a word, every word that follows it with its
+    /// exact count, and up to `occurrences_max` occurrences in total (spread evenly over each
+    /// word's occurrences) for drawing from.
+    ///
+    /// Cost: one search per suffix length tried, then one binary search per distinct continuation
+    /// (the suffixes following a context are sorted by their next word), never a scan of every
+    /// occurrence.
     pub fn next_words(&self, context: &[&str], occurrences_max: usize) -> NextWords {
         for context_len in (0..=context.len()).rev() {
             let suffix = &context[context.len() - context_len..];
             let mut candidates: std::collections::BTreeMap<String, (u64, Vec<Occurrence>)> =
                 Default::default();
-            let mut listed = 0;
-            for (segment, &datanet) in self.segments.iter().zip(&self.datanets) {
+            let mut ranges: Vec<(usize, usize, std::ops::Range<usize>, String)> = Vec::new();
+            for (index, segment) in self.segments.iter().enumerate() {
                 let Some(tokens) = Self::translate(segment, suffix) else { continue };
                 let range = segment.interval(&tokens);
-                for rank in range {
-                    let position = segment.suffix(rank);
-                    let Some(next) = segment.token(position + context_len) else { continue };
-                    if next == DOCUMENT_END || next == SENTENCE_END {
+                let mut start = range.start;
+                while start < range.end {
+                    let Some(next) = segment.token(segment.suffix(start) + context_len) else {
+                        // A suffix ending right here (the very end of the segment) has no next word.
+                        start += 1;
                         continue;
-                    }
-                    let Some(word) = segment.word(next) else { continue };
-                    let entry = candidates.entry(word.to_owned()).or_default();
-                    entry.0 += 1;
-                    if listed < occurrences_max
-                        && let Some(occurrence) = occurrence_at(segment, datanet, position + context_len)
+                    };
+                    let same = segment.narrow(start..range.end, context_len, next);
+                    let end = same.end.max(start + 1);
+                    if next != DOCUMENT_END
+                        && next != SENTENCE_END
+                        && let Some(word) = segment.word(next)
                     {
+                        candidates.entry(word.to_owned()).or_default().0 += (end - start) as u64;
+                        ranges.push((index, context_len, start..end, word.to_owned()));
+                    }
+                    start = end;
+                }
+            }
+            if candidates.is_empty() {
+                continue;
+            }
+            let total: u64 = candidates.values().map(|(count, _)| count).sum();
+            for (index, context_len, range, word) in ranges {
+                let segment = &self.segments[index];
+                let datanet = self.datanets[index];
+                let wanted =
+                    (range.len() as u128 * occurrences_max as u128).div_ceil(u128::from(total.max(1)));
+                let share = usize::try_from(wanted).unwrap_or(usize::MAX).clamp(1, range.len());
+                let stride = range.len() / share;
+                let entry = candidates.get_mut(&word).expect("counted above");
+                for k in 0..share {
+                    let position = segment.suffix(range.start + k * stride.max(1)) + context_len;
+                    if let Some(occurrence) = occurrence_at(segment, datanet, position) {
                         entry.1.push(occurrence);
-                        listed += 1;
                     }
                 }
             }
-            if !candidates.is_empty() {
-                for (_, occurrences) in candidates.values_mut() {
-                    occurrences.sort_unstable();
-                }
-                return NextWords {
-                    context_len,
-                    candidates: candidates
-                        .into_iter()
-                        .map(|(word, (count, occurrences))| (word, count, occurrences))
-                        .collect(),
-                };
+            for (_, occurrences) in candidates.values_mut() {
+                occurrences.sort_unstable();
             }
+            return NextWords {
+                context_len,
+                candidates: candidates
+                    .into_iter()
+                    .map(|(word, (count, occurrences))| (word, count, occurrences))
+                    .collect(),
+            };
         }
         NextWords { context_len: 0, candidates: Vec::new() }
     }

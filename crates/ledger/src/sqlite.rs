@@ -31,8 +31,8 @@ use crate::state::{
     TransferKind,
 };
 use crate::store::{
-    BATCH_COMMANDS_MAX, BatchResult, Command, IndexableContribution, LedgerSummary, Outcome, Request, Store,
-    StoreError, StoreStats, SystemAccounts,
+    BATCH_COMMANDS_MAX, BatchResult, Command, IndexableContribution, LedgerSummary, NewReceipt, Outcome,
+    ReceiptRecord, ReceiptSigner, Request, Store, StoreError, StoreStats, SystemAccounts, receipt_hash,
 };
 
 /// Submissions that may wait for the writer; beyond this the store answers "overloaded".
@@ -57,11 +57,18 @@ const READERS_IDLE_MAX: usize = 8;
 /// The writer wakes at least this often to expire holds.
 const EXPIRY_POLL_MS_MAX: u64 = 250;
 
-const SYSTEM_ACCOUNTS: SystemAccounts =
-    SystemAccounts { external: AccountId(1), protocol: AccountId(2), validators_pool: AccountId(3) };
+/// The first three internal accounts, created with every new store; the clearing account came later
+/// and its id is looked up (see `ensure_clearing_account`).
+const SYSTEM_ACCOUNTS: SystemAccounts = SystemAccounts {
+    external: AccountId(1),
+    protocol: AccountId(2),
+    validators_pool: AccountId(3),
+    clearing: AccountId(0),
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -150,7 +157,22 @@ CREATE TABLE idempotency (
     created_at_ms INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 );
-"#];
+"#,
+    r#"
+-- Receipts of paid inferences, one hash chain per node (this store has one writer).
+CREATE TABLE receipts (
+    id INTEGER PRIMARY KEY,
+    caller INTEGER NOT NULL,
+    model INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    transfers TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+"#,
+];
 
 enum Message {
     Submit(Vec<Request>, oneshot::Sender<BatchResult>),
@@ -167,6 +189,7 @@ struct Stats {
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
+    system: SystemAccounts,
     /// Balances as of the last commit; the writer publishes into it after every commit, so
     /// readers see exactly what has been acknowledged.
     committed: Arc<RwLock<IdMap<AccountId, Balances>>>,
@@ -201,6 +224,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, checks the persisted ledger against its
     /// transfer history, and starts the writer.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_signer(path, clock, None)
+    }
+
+    /// Opens the store with the node's receipt signer; without one, paid inferences are refused.
+    pub fn open_with_signer(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        signer: Option<Arc<dyn ReceiptSigner>>,
+    ) -> Result<SqliteStore, StoreError> {
         let mut conn = open_connection(path).map_err(internal)?;
         // The writer touches account rows and index pages all over the file; a large page cache
         // keeps them in memory instead of re-reading them from the OS for every batch.
@@ -209,7 +241,9 @@ impl SqliteStore {
         // hot page back to the database file once per checkpoint instead of many times.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(internal)?;
         migrate(&mut conn).map_err(internal)?;
-        let writer_state = WriterState::load(&conn, clock.now_ms())?;
+        let mut writer_state = WriterState::load(&conn, clock.now_ms())?;
+        writer_state.signer = signer.clone();
+        let system = writer_state.system;
         let committed: IdMap<AccountId, Balances> =
             writer_state.ledger.accounts().map(|(id, account)| (*id, account.balances)).collect();
         let committed = Arc::new(RwLock::new(committed));
@@ -220,12 +254,20 @@ impl SqliteStore {
         let handle = std::thread::Builder::new()
             .name("tributary-writer".into())
             .spawn(move || {
-                Writer { conn, state: writer_state, clock, stats: writer_stats, committed: writer_committed }
-                    .run(receiver);
+                Writer {
+                    conn,
+                    state: writer_state,
+                    clock,
+                    stats: writer_stats,
+                    committed: writer_committed,
+                    signer,
+                }
+                .run(receiver);
             })
             .map_err(internal)?;
         Ok(SqliteStore {
             path: path.to_owned(),
+            system,
             committed,
             sender,
             readers: Mutex::new(Vec::new()),
@@ -297,7 +339,7 @@ impl Store for SqliteStore {
     }
 
     fn system_accounts(&self) -> SystemAccounts {
-        SYSTEM_ACCOUNTS
+        self.system
     }
 
     fn stats(&self) -> StoreStats {
@@ -474,6 +516,49 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(internal)?
                 .transpose()
+        })
+        .await
+    }
+
+    async fn receipt(&self, id: u64) -> Result<Option<ReceiptRecord>, StoreError> {
+        self.read(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT id, caller, model, body, prev_hash, hash, signature, transfers, created_at_ms
+                     FROM receipts WHERE id = ?1",
+                    [id as i64],
+                    |row| {
+                        Ok((
+                            (row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?),
+                            row.get::<_, String>(3)?,
+                            (row.get::<_, Vec<u8>>(4)?, row.get::<_, Vec<u8>>(5)?, row.get::<_, Vec<u8>>(6)?),
+                            row.get::<_, String>(7)?,
+                            row.get::<_, i64>(8)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(internal)?;
+            row.map(|((id, caller, model), body, (prev_hash, hash, signature), transfers, created_at_ms)| {
+                Ok(ReceiptRecord {
+                    id: id as u64,
+                    caller: AccountId(caller as u64),
+                    model: ModelId(model as u64),
+                    body,
+                    prev_hash: prev_hash
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| internal("bad stored prev_hash"))?,
+                    hash: hash.as_slice().try_into().map_err(|_| internal("bad stored hash"))?,
+                    signature: signature
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| internal("bad stored signature"))?,
+                    created_at_ms: created_at_ms as u64,
+                    transfers: serde_json::from_str(&transfers).map_err(internal)?,
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -692,6 +777,35 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             insert_account(&tx, id, kind, name, None, None, 0)?;
         }
     }
+    tx.commit()?;
+    ensure_clearing_account(conn)?;
+    Ok(())
+}
+
+/// The store's internal accounts, with the clearing account's id.
+fn system_accounts(conn: &Connection) -> rusqlite::Result<SystemAccounts> {
+    let clearing: i64 =
+        conn.query_row("SELECT id FROM accounts WHERE kind = 'clearing'", [], |row| row.get(0))?;
+    Ok(SystemAccounts { clearing: AccountId(clearing as u64), ..SYSTEM_ACCOUNTS })
+}
+
+/// Creates the clearing account in stores made before it existed.
+fn ensure_clearing_account(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let exists: i64 =
+        tx.query_row("SELECT COUNT(*) FROM accounts WHERE kind = 'clearing'", [], |row| row.get(0))?;
+    if exists == 0 {
+        let id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM accounts", [], |row| row.get(0))?;
+        insert_account(
+            &tx,
+            AccountId(id as u64),
+            AccountKind::Clearing,
+            "inference clearing",
+            None,
+            None,
+            0,
+        )?;
+    }
     tx.commit()
 }
 
@@ -804,6 +918,11 @@ fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
 /// What the writer keeps in memory besides the ledger.
 struct WriterState {
     ledger: LedgerState,
+    system: SystemAccounts,
+    signer: Option<Arc<dyn ReceiptSigner>>,
+    /// The next receipt's id and the hash it chains to.
+    next_receipt_id: u64,
+    last_receipt_hash: [u8; 32],
     /// Account history covers transfers up to and including this id.
     history_indexed_through: u64,
     /// The `accounts` balance columns hold the balances after this transfer.
@@ -845,8 +964,25 @@ impl WriterState {
         let snapshot_through = conn
             .query_row("SELECT snapshot_through FROM balance_watermark", [], |row| row.get::<_, i64>(0))
             .map_err(internal)? as u64;
+        let last_receipt: Option<(i64, Vec<u8>)> = conn
+            .query_row("SELECT id, hash FROM receipts ORDER BY id DESC LIMIT 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(internal)?;
+        let (next_receipt_id, last_receipt_hash) = match last_receipt {
+            Some((id, hash)) => (
+                id as u64 + 1,
+                hash.as_slice().try_into().map_err(|_| internal("stored receipt hash is not 32 bytes"))?,
+            ),
+            None => (1, [0u8; 32]),
+        };
         Ok(WriterState {
             ledger,
+            system: system_accounts(conn).map_err(internal)?,
+            signer: None,
+            next_receipt_id,
+            last_receipt_hash,
             history_indexed_through,
             snapshot_through,
             dirty: Vec::new(),
@@ -866,6 +1002,7 @@ struct Writer {
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
     committed: Arc<RwLock<IdMap<AccountId, Balances>>>,
+    signer: Option<Arc<dyn ReceiptSigner>>,
 }
 
 type Reply = oneshot::Sender<BatchResult>;
@@ -1039,7 +1176,10 @@ impl Writer {
                         reply.send(Err(StoreError::Internal("the write could not be made durable".into())));
                 }
                 match WriterState::load(&self.conn, now_ms) {
-                    Ok(state) => self.state = state,
+                    Ok(mut state) => {
+                        state.signer = self.signer.clone();
+                        self.state = state;
+                    }
                     Err(error) => panic!("cannot reload ledger after a failed commit: {error}"),
                 }
             }
@@ -1246,7 +1386,10 @@ fn apply_command(
             )?,
         },
         Command::Transfer { from, to, amount } => {
-            match is_person(state, *from).and_then(|()| receivable(state, *to)) {
+            let clearing = (*to == state.system.clearing)
+                .then(|| StoreError::Invalid(format!("{to} is the node's inference clearing account")));
+            let allowed = clearing.map_or(Ok(()), Err);
+            match allowed.and_then(|()| is_person(state, *from)).and_then(|()| receivable(state, *to)) {
                 Err(error) => Err(error),
                 Ok(()) => ledger_op(
                     tx,
@@ -1274,8 +1417,14 @@ fn apply_command(
             Some(pending) if pending.debit != *caller => {
                 Err(StoreError::Forbidden(format!("only the account that placed hold {hold} can post it")))
             }
+            Some(pending) if pending.credit == state.system.clearing => {
+                Err(StoreError::Forbidden(format!("hold {hold} pays for an inference; the node settles it")))
+            }
             Some(_) => ledger_op(tx, state, LedgerOp::Post { hold: *hold, amount: *amount }, now_ms, writes)?,
         },
+        Command::SettleInference { hold, fee, payments, receipt } => {
+            settle_inference(tx, state, *hold, *fee, payments, receipt, now_ms, writes)?
+        }
         Command::VoidHold { caller, hold } => match state.ledger.hold(*hold) {
             None => Err(StoreError::Ledger(LedgerError::HoldNotPending(*hold))),
             Some(pending) if pending.debit != *caller && pending.credit != *caller => {
@@ -1288,6 +1437,93 @@ fn apply_command(
 }
 
 /// Money may be paid to any account but the external one (withdrawals are not transfers).
+/// Settles a paid inference (see [`Command::SettleInference`]): everything is checked before
+/// anything changes, so the command either happens whole or not at all.
+#[allow(clippy::too_many_arguments)]
+fn settle_inference(
+    tx: &Transaction<'_>,
+    state: &mut WriterState,
+    hold: TransferId,
+    fee: Amount,
+    payments: &[(AccountId, Amount)],
+    receipt: &NewReceipt,
+    now_ms: u64,
+    writes: &mut BatchWrites,
+) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    let Some(signer) = state.signer.clone() else {
+        return Ok(Err(StoreError::Invalid("this node has no receipt signing key".into())));
+    };
+    let Some(pending) = state.ledger.hold(hold).copied() else {
+        return Ok(Err(StoreError::Ledger(LedgerError::HoldNotPending(hold))));
+    };
+    if pending.credit != state.system.clearing || pending.debit != receipt.caller {
+        return Ok(Err(StoreError::Forbidden(format!("hold {hold} is not this caller's inference hold"))));
+    }
+    let total = payments.iter().try_fold(0u128, |sum, (_, amount)| sum.checked_add(amount.0));
+    if total != Some(fee.0) {
+        return Ok(Err(StoreError::Invalid("split lines do not add up to the fee".into())));
+    }
+    for (payee, _) in payments {
+        if *payee == state.system.clearing {
+            return Ok(Err(StoreError::Invalid("the clearing account is not a payee".into())));
+        }
+        if let Err(error) = receivable(state, *payee) {
+            return Ok(Err(error));
+        }
+    }
+    let posted = match state.ledger.apply(LedgerOp::Post { hold, amount: Some(fee) }, now_ms) {
+        Ok(transfer) => transfer,
+        Err(error) => return Ok(Err(StoreError::Ledger(error))),
+    };
+    record_transfer(tx, &posted, writes)?;
+    let mut transfers = vec![posted.id];
+    for &(payee, amount) in payments.iter().filter(|(_, amount)| !amount.is_zero()) {
+        // Checked above: clearing now holds exactly the fee, and every payee can receive.
+        let paid = state
+            .ledger
+            .apply(LedgerOp::Transfer { debit: state.system.clearing, credit: payee, amount }, now_ms)
+            .expect("clearing holds the posted fee and every payee was checked");
+        record_transfer(tx, &paid, writes)?;
+        transfers.push(paid.id);
+    }
+    let clearing = state.ledger.account(state.system.clearing).map(|a| a.balances);
+    assert!(
+        clearing.is_some_and(|b| b.credits_posted == b.debits_posted),
+        "the clearing account is empty after a settlement"
+    );
+    let id = state.next_receipt_id;
+    let hash = receipt_hash(id, now_ms, &state.last_receipt_hash, &receipt.body);
+    let record = ReceiptRecord {
+        id,
+        caller: receipt.caller,
+        model: receipt.model,
+        body: receipt.body.clone(),
+        prev_hash: state.last_receipt_hash,
+        hash,
+        signature: signer.sign(&hash),
+        created_at_ms: now_ms,
+        transfers,
+    };
+    tx.prepare_cached(
+        "INSERT INTO receipts (id, caller, model, body, prev_hash, hash, signature, transfers, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        id as i64,
+        record.caller.0 as i64,
+        record.model.0 as i64,
+        record.body,
+        &record.prev_hash[..],
+        &record.hash[..],
+        &record.signature[..],
+        serde_json::to_string(&record.transfers).expect("ids serialize"),
+        now_ms as i64
+    ])?;
+    state.next_receipt_id += 1;
+    state.last_receipt_hash = hash;
+    Ok(Ok(Outcome::InferenceSettled(record)))
+}
+
 fn receivable(state: &WriterState, id: AccountId) -> Result<(), StoreError> {
     match state.ledger.account(id).map(|a| a.kind) {
         Some(AccountKind::External) => {

@@ -76,6 +76,69 @@ pub enum Command {
         caller: AccountId,
         hold: TransferId,
     },
+    /// Settles a paid inference atomically: posts `fee` of the caller's hold on the clearing
+    /// account (releasing the rest), pays every split line out of clearing, and appends the signed
+    /// receipt to the node's receipt chain. Nothing happens unless all of it can.
+    SettleInference {
+        hold: TransferId,
+        fee: Amount,
+        payments: Vec<(AccountId, Amount)>,
+        receipt: NewReceipt,
+    },
+}
+
+/// The parts of a receipt the caller provides; the store adds its id, time, the previous
+/// receipt's hash, its own hash and the node's signature.
+#[derive(Clone, Debug)]
+pub struct NewReceipt {
+    pub caller: AccountId,
+    pub model: ModelId,
+    /// The receipt's content, canonical JSON, signed as given.
+    pub body: String,
+}
+
+/// A stored receipt. `hash = BLAKE3("tributary-receipt-v1" ‖ id as u64 LE ‖ created_at_ms as u64 LE
+/// ‖ prev_hash ‖ body)`, and `signature` is the node's ed25519 signature of `hash`.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ReceiptRecord {
+    pub id: u64,
+    pub caller: AccountId,
+    pub model: ModelId,
+    pub body: String,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    #[serde(with = "signature_bytes")]
+    pub signature: [u8; 64],
+    pub created_at_ms: u64,
+    /// Transfers the settlement made: the posted hold, then one per split line.
+    pub transfers: Vec<TransferId>,
+}
+
+mod signature_bytes {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8; 64], serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&bytes[..], serializer)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<[u8; 64], D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(deserializer)?;
+        bytes.try_into().map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))
+    }
+}
+
+/// The receipt hash (see [`ReceiptRecord`]).
+pub fn receipt_hash(id: u64, created_at_ms: u64, prev_hash: &[u8; 32], body: &str) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"tributary-receipt-v1");
+    hasher.update(&id.to_le_bytes());
+    hasher.update(&created_at_ms.to_le_bytes());
+    hasher.update(prev_hash);
+    hasher.update(body.as_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// Signs receipt hashes with the node's key. The store signs inside its writer, where the receipt
+/// chain's order is decided.
+pub trait ReceiptSigner: Send + Sync + 'static {
+    fn sign(&self, hash: &[u8; 32]) -> [u8; 64];
 }
 
 #[derive(Clone, Debug)]
@@ -120,6 +183,7 @@ pub enum Outcome {
     ContributionAdded { id: ContributionId, status: ContributionStatusCode, reason: Option<String> },
     ModelCreated(ModelId),
     Transfer(Transfer),
+    InferenceSettled(ReceiptRecord),
 }
 
 /// A [`ContributionStatus`] that can be stored with an outcome.
@@ -168,6 +232,8 @@ pub struct SystemAccounts {
     pub external: AccountId,
     pub protocol: AccountId,
     pub validators_pool: AccountId,
+    /// Holds for paid inferences are credited here until settled.
+    pub clearing: AccountId,
 }
 
 /// Ledger-wide figures for operators and auditors.
@@ -253,6 +319,7 @@ pub trait Store: Send + Sync + 'static {
     async fn count_accepted_after(&self, datanet: DatanetId, after: u64) -> Result<u64, StoreError>;
     async fn models(&self) -> Result<Vec<Model>, StoreError>;
     async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
+    async fn receipt(&self, id: u64) -> Result<Option<ReceiptRecord>, StoreError>;
     /// Transfers that debit or credit `account`, newest first.
     async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError>;
     /// Recomputes the summary from persisted state, replaying the whole history and checking every
