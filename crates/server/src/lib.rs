@@ -5,8 +5,10 @@
 pub mod error;
 pub mod extract;
 pub mod indexing;
+pub mod inference;
 pub mod metrics;
 pub mod routes;
+pub mod signing;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -65,11 +67,13 @@ pub struct ServerConfig {
     pub signup: SignupPolicy,
     /// Anonymous sign-ups allowed per client address per minute.
     pub signups_per_minute: u32,
+    /// The node's receipt-signing public key, served at `GET /v1/node`.
+    pub node_public_key: [u8; 32],
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { signup: SignupPolicy::Open, signups_per_minute: 10 }
+        ServerConfig { signup: SignupPolicy::Open, signups_per_minute: 10, node_public_key: [0; 32] }
     }
 }
 
@@ -223,6 +227,10 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(routes::create_model, routes::list_models))
         .routes(routes!(routes::get_model))
         .routes(routes!(routes::ledger))
+        .routes(routes!(routes::node_info))
+        .routes(routes!(routes::get_receipt))
+        .routes(routes!(inference::chat_completions))
+        .routes(routes!(inference::completions))
         .split_for_parts();
     let openapi = Arc::new(api.to_pretty_json().expect("the OpenAPI document serializes"));
     router

@@ -632,3 +632,88 @@ pub async fn ledger(State(state): State<AppState>, caller: Caller) -> ApiResult<
             && totals.debits_pending == totals.credits_pending,
     }))
 }
+
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema, Debug)]
+pub struct NodeInfo {
+    /// The ed25519 public key that signs this node's receipts, hex.
+    pub public_key: String,
+    pub signature_scheme: String,
+    pub version: String,
+}
+
+/// The node's identity: the key its receipts are signed with.
+#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = NodeInfo)))]
+pub async fn node_info(State(state): State<AppState>) -> Json<NodeInfo> {
+    Json(NodeInfo {
+        public_key: hex::encode(state.config().node_public_key),
+        signature_scheme: "ed25519 over BLAKE3(\"tributary-receipt-v1\" || id u64 LE || created_at_ms u64 LE || prev_hash || body)".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema, Debug)]
+pub struct ReceiptResponse {
+    pub id: String,
+    pub created_at_ms: u64,
+    #[schema(value_type = String)]
+    pub caller: AccountId,
+    pub model: String,
+    /// The signed content, exactly as hashed (JSON text).
+    pub body: String,
+    #[schema(value_type = Object)]
+    pub usage: serde_json::Value,
+    pub fee: String,
+    #[schema(value_type = Vec<Object>)]
+    pub splits: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub attribution: serde_json::Value,
+    pub prompt_hash: String,
+    pub answer_hash: String,
+    pub index_version: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub signature: String,
+    pub transfers: Vec<String>,
+}
+
+/// A receipt: for its caller, the accounts it paid, and the operator.
+#[utoipa::path(get, path = "/v1/receipts/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = ReceiptResponse), (status = 404, body = ErrorBody)))]
+pub async fn get_receipt(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReceiptResponse>> {
+    let number = id.strip_prefix("rcpt_").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
+        ApiError::bad_request("invalid_id", format!("invalid receipt id {id:?}: expected rcpt_<number>"))
+    })?;
+    let record = state.store().receipt(number).await?.ok_or_else(|| ApiError::not_found("receipt", &id))?;
+    let body: serde_json::Value = serde_json::from_str(&record.body).map_err(ApiError::internal)?;
+    let paid = body["splits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|line| line["account"].as_str() == Some(caller.account.to_string().as_str()));
+    if record.caller != caller.account && !paid && !caller.is_operator() {
+        return Err(ApiError::not_found("receipt", &id));
+    }
+    let text = |field: &str| body[field].as_str().unwrap_or_default().to_owned();
+    Ok(Json(ReceiptResponse {
+        id: crate::inference::receipt_id(record.id),
+        created_at_ms: record.created_at_ms,
+        caller: record.caller,
+        model: record.model.to_string(),
+        usage: body["usage"].clone(),
+        fee: text("fee"),
+        splits: body["splits"].clone(),
+        attribution: body["attribution"].clone(),
+        prompt_hash: text("prompt_hash"),
+        answer_hash: text("answer_hash"),
+        index_version: text("index_version"),
+        prev_hash: hex::encode(record.prev_hash),
+        hash: hex::encode(record.hash),
+        signature: hex::encode(record.signature),
+        transfers: record.transfers.iter().map(ToString::to_string).collect(),
+        body: record.body,
+    }))
+}

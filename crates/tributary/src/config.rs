@@ -53,6 +53,7 @@ impl NodeSettings {
             server: ServerConfig {
                 signup: flags.signup.map(Into::into).or(file.signup).unwrap_or(defaults.signup),
                 signups_per_minute,
+                ..defaults
             },
         })
     }

@@ -13,6 +13,7 @@ use tributary_server::{AppState, ServerConfig};
 pub const DATABASE_FILE: &str = "tributary.db";
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
 pub const INDEX_DIR: &str = "index";
+pub const NODE_KEY_FILE: &str = "node.key";
 
 /// A node that is listening.
 pub struct RunningNode {
@@ -26,10 +27,15 @@ pub struct RunningNode {
 }
 
 /// Opens the node's data directory and binds its listener, without serving yet.
-pub async fn start(data: &Path, listen: SocketAddr, config: ServerConfig) -> anyhow::Result<RunningNode> {
+pub async fn start(data: &Path, listen: SocketAddr, mut config: ServerConfig) -> anyhow::Result<RunningNode> {
     std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+    let node_key = Arc::new(
+        tributary_server::signing::NodeKey::load_or_create(&data.join(NODE_KEY_FILE))
+            .context("loading the node key")?,
+    );
+    config.node_public_key = node_key.public_key();
     let store = Arc::new(
-        SqliteStore::open(&data.join(DATABASE_FILE), Arc::new(SystemClock))
+        SqliteStore::open_with_signer(&data.join(DATABASE_FILE), Arc::new(SystemClock), Some(node_key))
             .with_context(|| format!("opening the store in {}", data.display()))?,
     );
     let key_path = data.join(OPERATOR_KEY_FILE);

@@ -1,0 +1,432 @@
+//! Paid inference: the OpenAI-compatible `POST /v1/chat/completions` and `POST /v1/completions`,
+//! following "the flow of one paid inference": hold the maximum cost, run the model, attribute the
+//! answer, compute the fee, split it, settle and write the signed receipt in one durable command,
+//! and only then answer.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tributary_attribution::infinigram::{Sampling, generate};
+use tributary_core::money::{InferencePayees, fee, split_inference};
+use tributary_core::registry::{Backend, Model};
+use tributary_core::{AccountId, Amount, ModelId, TransferId};
+use tributary_index::tokenize::tokenize;
+use tributary_ledger::store::{Command, NewReceipt, Outcome, Request};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Caller};
+use crate::wire::AttributionResponse;
+
+/// Longest completion a caller may ask for, in tokens (words).
+pub const COMPLETION_TOKENS_MAX: u32 = 1_024;
+/// Completion length when the request names none.
+pub const COMPLETION_TOKENS_DEFAULT: u32 = 64;
+/// Longest prompt accepted, in bytes.
+pub const PROMPT_BYTES_MAX: usize = 256 * 1024;
+/// How long an inference hold lives if the node never settles it (it crashed mid-request).
+pub const INFERENCE_HOLD_TIMEOUT_MS: u64 = 60_000;
+/// Attribution shares become integer weights at this scale for the money split.
+const SHARE_SCALE: f64 = 1e9;
+
+#[derive(Deserialize, Serialize, ToSchema, Debug, Clone)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// The OpenAI chat request; fields this node does not use are accepted and ignored, as OpenAI
+/// clients send many.
+#[derive(Deserialize, ToSchema, Debug)]
+pub struct ChatCompletionRequest {
+    /// A model id (`mdl_1`) or its registered name.
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema, Debug)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: String,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
+pub struct SplitWireLine {
+    #[schema(value_type = String)]
+    pub account: AccountId,
+    /// owner, data, data_pool, validators or protocol.
+    pub role: String,
+    #[schema(value_type = String)]
+    pub amount: Amount,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Our addition to the OpenAI response.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct TributaryExtension {
+    pub receipt_id: String,
+    #[schema(value_type = String)]
+    pub fee: Amount,
+    pub splits: Vec<SplitWireLine>,
+    pub attribution: AttributionResponse,
+}
+
+/// The signed content of a receipt, in this field order (it is hashed as serialized).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ReceiptBody {
+    pub version: u32,
+    #[serde(with = "id_string")]
+    pub caller: AccountId,
+    #[serde(with = "id_string")]
+    pub model: ModelId,
+    pub usage: Usage,
+    pub fee: Amount,
+    pub splits: Vec<SplitWireLine>,
+    pub attribution: AttributionResponse,
+    /// BLAKE3 of the prompt as the model saw it, and of the answer, hex.
+    pub prompt_hash: String,
+    pub answer_hash: String,
+    pub index_version: String,
+}
+
+mod id_string {
+    pub fn serialize<S: serde::Serializer, T: std::fmt::Display>(
+        id: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(id)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>, T: std::str::FromStr>(
+        deserializer: D,
+    ) -> Result<T, D::Error>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let text: String = serde::Deserialize::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One inference, billed: what both endpoints share.
+struct Billed {
+    model: Model,
+    answer: String,
+    usage: Usage,
+    receipt_id: u64,
+    extension: TributaryExtension,
+}
+
+async fn find_model(state: &AppState, name: &str) -> ApiResult<Model> {
+    if let Ok(id) = name.parse::<ModelId>() {
+        return state.store().model(id).await?.ok_or_else(|| ApiError::not_found("model", id));
+    }
+    let models = state.store().models().await?;
+    models.into_iter().find(|m| m.spec.name == name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("no model named {name:?}; see GET /v1/models"),
+        )
+    })
+}
+
+async fn run_paid(
+    state: &AppState,
+    caller: Caller,
+    model_name: &str,
+    prompt: String,
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+    seed: Option<u64>,
+) -> ApiResult<Billed> {
+    if prompt.len() > PROMPT_BYTES_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "prompt_too_long",
+            format!("the prompt is longer than {PROMPT_BYTES_MAX} bytes"),
+        ));
+    }
+    let max_tokens = max_tokens.unwrap_or(COMPLETION_TOKENS_DEFAULT);
+    if max_tokens == 0 || max_tokens > COMPLETION_TOKENS_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_max_tokens",
+            format!("max_tokens must be 1 to {COMPLETION_TOKENS_MAX}"),
+        ));
+    }
+    let temperature = temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::bad_request("invalid_temperature", "temperature must be between 0 and 2"));
+    }
+    let model = find_model(state, model_name).await?;
+    if model.spec.backend != Backend::Infinigram {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "backend_not_served",
+            "this node serves only the built-in infinigram backend so far",
+        ));
+    }
+    let prompt_tokens = tokenize(&prompt).word_count() as u64;
+    let price = &model.spec.price;
+    let most = fee(prompt_tokens, u64::from(max_tokens), price)
+        .map_err(|e| ApiError::bad_request("amount_overflow", e.to_string()))?;
+    let system = state.store().system_accounts();
+
+    // 1. Hold the most the call can cost; an empty purse stops here, before the model runs.
+    let hold: Option<TransferId> = if most.is_zero() {
+        None
+    } else {
+        let command = Command::Hold {
+            from: caller.account,
+            to: system.clearing,
+            amount: most,
+            timeout_ms: INFERENCE_HOLD_TIMEOUT_MS,
+        };
+        match state.store().execute(command.into()).await {
+            Ok(Outcome::Transfer(transfer)) => Some(transfer.id),
+            Ok(other) => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+            Err(tributary_ledger::StoreError::Ledger(
+                tributary_ledger::state::LedgerError::InsufficientFunds { available, requested, .. },
+            )) => {
+                return Err(ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "insufficient_funds",
+                    format!(
+                        "this call may cost up to {requested} (prompt {prompt_tokens} tokens, max_tokens {max_tokens}); the balance is {available}"
+                    ),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let release = |state: AppState, hold: Option<TransferId>| async move {
+        if let Some(hold) = hold {
+            let _ = state.store().execute(Command::VoidHold { caller: caller.account, hold }.into()).await;
+        }
+    };
+
+    // 2. Run the model and attribute its answer (exact for the ∞-gram).
+    let view = state.index().view(&model.spec.datanets);
+    let sampling = Sampling { max_tokens: max_tokens as usize, temperature, seed: seed.unwrap_or(0) };
+    let prompt_for_model = prompt.clone();
+    let generation =
+        match tokio::task::spawn_blocking(move || generate(&view, &prompt_for_model, &sampling)).await {
+            Ok(generation) => generation,
+            Err(error) => {
+                release(state.clone(), hold).await;
+                return Err(ApiError::internal(error));
+            }
+        };
+
+    // 3. The fee for what was used, split by the model's policy and the attribution.
+    let completion_tokens = generation.tokens as u64;
+    let charged = fee(prompt_tokens, completion_tokens, price).expect("no larger than the held maximum");
+    let mut by_contributor: std::collections::BTreeMap<u64, f64> = Default::default();
+    for share in &generation.attribution.contributions {
+        *by_contributor.entry(share.contributor).or_default() += share.share;
+    }
+    let data_pool = match model.spec.datanets.first() {
+        Some(datanet) => {
+            state.store().datanet(*datanet).await?.map(|d| d.pool_account).unwrap_or(system.protocol)
+        }
+        None => system.protocol,
+    };
+    let payees = InferencePayees {
+        owner: model.owner,
+        validators: system.validators_pool,
+        protocol: system.protocol,
+        data_pool,
+        data: by_contributor
+            .iter()
+            .map(|(&contributor, &share)| (AccountId(contributor), (share * SHARE_SCALE).round() as u64))
+            .collect(),
+    };
+    let lines = split_inference(charged, &model.spec.split, &payees).map_err(ApiError::internal)?;
+    let splits: Vec<SplitWireLine> = lines
+        .iter()
+        .map(|l| SplitWireLine { account: l.payee, role: l.role.as_str().to_owned(), amount: l.amount })
+        .collect();
+    let usage = Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
+    let attribution: AttributionResponse = generation.attribution.clone().into();
+    let body = ReceiptBody {
+        version: 1,
+        caller: caller.account,
+        model: model.id,
+        usage: usage.clone(),
+        fee: charged,
+        splits: splits.clone(),
+        attribution,
+        prompt_hash: blake3::hash(prompt.as_bytes()).to_hex().to_string(),
+        answer_hash: blake3::hash(generation.text.as_bytes()).to_hex().to_string(),
+        index_version: generation.attribution.index_version.clone(),
+    };
+    let body_json = serde_json::to_string(&body).map_err(ApiError::internal)?;
+
+    // 4. Settle and write the receipt in one durable command; answer only after it.
+    let Some(hold) = hold else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "free_models_unsupported",
+            "free models (all prices zero) are not served yet",
+        ));
+    };
+    let payments = lines.iter().map(|l| (l.payee, l.amount)).collect();
+    let command = Command::SettleInference {
+        hold,
+        fee: charged,
+        payments,
+        receipt: NewReceipt { caller: caller.account, model: model.id, body: body_json },
+    };
+    let record = match state.store().execute(Request::from(command)).await {
+        Ok(Outcome::InferenceSettled(record)) => record,
+        Ok(other) => {
+            release(state.clone(), Some(hold)).await;
+            return Err(ApiError::internal(format!("unexpected outcome {other:?}")));
+        }
+        Err(error) => {
+            release(state.clone(), Some(hold)).await;
+            return Err(error.into());
+        }
+    };
+    let extension = TributaryExtension {
+        receipt_id: receipt_id(record.id),
+        fee: charged,
+        splits,
+        attribution: body.attribution,
+    };
+    Ok(Billed { model, answer: generation.text, usage, receipt_id: record.id, extension })
+}
+
+pub fn receipt_id(id: u64) -> String {
+    format!("rcpt_{id}")
+}
+
+fn with_receipt_header(body: serde_json::Value, receipt: u64) -> Response {
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&receipt_id(receipt)) {
+        response.headers_mut().insert("x-tributary-receipt", value);
+    }
+    response
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// OpenAI-compatible chat completion, paid from the caller's balance. The answer carries a
+/// `tributary` object (receipt, fee, splits, attribution) and an `x-tributary-receipt` header.
+#[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatCompletionRequest,
+    responses((status = 200, description = "an OpenAI chat.completion with a `tributary` object"),
+              (status = 402, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ChatCompletionRequest>,
+) -> ApiResult<Response> {
+    if request.stream == Some(true) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "stream_unsupported",
+            "stream: true is not served yet; send stream: false",
+        ));
+    }
+    if request.messages.is_empty() {
+        return Err(ApiError::bad_request("invalid_messages", "messages must not be empty"));
+    }
+    let prompt = request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+    let billed = run_paid(
+        &state,
+        caller,
+        &request.model,
+        prompt,
+        request.max_completion_tokens.or(request.max_tokens),
+        request.temperature,
+        request.seed,
+    )
+    .await?;
+    let finish_reason = if billed.usage.completion_tokens
+        < u64::from(request.max_completion_tokens.or(request.max_tokens).unwrap_or(COMPLETION_TOKENS_DEFAULT))
+    {
+        "stop"
+    } else {
+        "length"
+    };
+    let body = serde_json::json!({
+        "id": format!("chatcmpl-{}", billed.receipt_id),
+        "object": "chat.completion",
+        "created": now_seconds(),
+        "model": billed.model.id.to_string(),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": billed.answer},
+            "finish_reason": finish_reason,
+        }],
+        "usage": billed.usage,
+        "tributary": billed.extension,
+    });
+    Ok(with_receipt_header(body, billed.receipt_id))
+}
+
+/// OpenAI-compatible text completion, paid like a chat completion.
+#[utoipa::path(post, path = "/v1/completions", request_body = CompletionRequest,
+    responses((status = 200, description = "an OpenAI text_completion with a `tributary` object"),
+              (status = 402, body = crate::error::ErrorBody)))]
+pub async fn completions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<CompletionRequest>,
+) -> ApiResult<Response> {
+    if request.stream == Some(true) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "stream_unsupported",
+            "stream: true is not served yet; send stream: false",
+        ));
+    }
+    let billed = run_paid(
+        &state,
+        caller,
+        &request.model,
+        request.prompt,
+        request.max_tokens,
+        request.temperature,
+        request.seed,
+    )
+    .await?;
+    let body = serde_json::json!({
+        "id": format!("cmpl-{}", billed.receipt_id),
+        "object": "text_completion",
+        "created": now_seconds(),
+        "model": billed.model.id.to_string(),
+        "choices": [{"index": 0, "text": billed.answer, "finish_reason": "stop", "logprobs": null}],
+        "usage": billed.usage,
+        "tributary": billed.extension,
+    });
+    Ok(with_receipt_header(body, billed.receipt_id))
+}
