@@ -349,13 +349,6 @@ pub async fn chat_completions(
     caller: Caller,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
-    if request.stream == Some(true) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "stream_unsupported",
-            "stream: true is not served yet; send stream: false",
-        ));
-    }
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("invalid_messages", "messages must not be empty"));
     }
@@ -370,6 +363,9 @@ pub async fn chat_completions(
         request.seed,
     )
     .await?;
+    if request.stream == Some(true) {
+        return Ok(stream_chat(billed));
+    }
     let finish_reason = if billed.usage.completion_tokens
         < u64::from(request.max_completion_tokens.or(request.max_tokens).unwrap_or(COMPLETION_TOKENS_DEFAULT))
     {
@@ -391,6 +387,41 @@ pub async fn chat_completions(
         "tributary": billed.extension,
     });
     Ok(with_receipt_header(body, billed.receipt_id))
+}
+
+/// Streams an already settled answer as OpenAI `chat.completion.chunk` server-sent events: the
+/// role, one chunk per word, then a final chunk with the finish reason, the usage and the
+/// `tributary` object (receipt, fee, splits, attribution), then `[DONE]`. The fee is settled and the
+/// receipt durable before the first byte is sent.
+fn stream_chat(billed: Billed) -> Response {
+    use axum::response::sse::{Event, Sse};
+    let id = format!("chatcmpl-{}", billed.receipt_id);
+    let created = now_seconds();
+    let model = billed.model.id.to_string();
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        serde_json::json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        })
+    };
+    let mut events = vec![chunk(serde_json::json!({"role": "assistant", "content": ""}), None)];
+    let words: Vec<&str> = billed.answer.split(' ').filter(|w| !w.is_empty()).collect();
+    for (index, word) in words.iter().enumerate() {
+        let piece = if index == 0 { (*word).to_owned() } else { format!(" {word}") };
+        events.push(chunk(serde_json::json!({"content": piece}), None));
+    }
+    let mut last = chunk(serde_json::json!({}), Some("stop"));
+    last["usage"] = serde_json::to_value(&billed.usage).unwrap_or_default();
+    last["tributary"] = serde_json::to_value(&billed.extension).unwrap_or_default();
+    events.push(last);
+    let mut stream: Vec<Result<Event, std::convert::Infallible>> =
+        events.into_iter().map(|value| Ok(Event::default().data(value.to_string()))).collect();
+    stream.push(Ok(Event::default().data("[DONE]")));
+    let mut response = Sse::new(futures_util::stream::iter(stream)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&receipt_id(billed.receipt_id)) {
+        response.headers_mut().insert("x-tributary-receipt", value);
+    }
+    response
 }
 
 /// OpenAI-compatible text completion, paid like a chat completion.

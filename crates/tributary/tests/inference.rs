@@ -162,6 +162,34 @@ async fn a_paid_chat_completion_moves_exactly_the_fee_and_is_receipted() {
     let (_, next_receipt) = node.call("GET", &format!("/v1/receipts/{next}"), Some(&carol_key), None).await;
     assert_eq!(next_receipt["prev_hash"], receipt["hash"]);
 
+    // Streaming: the same answer word by word, then the usage and the receipt in the final chunk.
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let response = node
+        .http
+        .post(node.url("/v1/chat/completions"))
+        .bearer_auth(&carol_key)
+        .json(&streamed)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with("text/event-stream")));
+    let events = response.text().await.expect("body");
+    let chunks: Vec<Value> = events
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).expect("chunk json"))
+        .collect();
+    assert!(events.trim_end().ends_with("data: [DONE]"));
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, content);
+    let last = chunks.last().expect("chunks");
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert_eq!(last["usage"]["completion_tokens"], completion_tokens);
+    assert!(last["tributary"]["receipt_id"].as_str().is_some_and(|r| r.starts_with("rcpt_")));
+
     // The text completion endpoint bills the same way.
     let (status, completion) = node
         .call(
@@ -185,7 +213,6 @@ async fn a_paid_chat_completion_moves_exactly_the_fee_and_is_receipted() {
         (json!({"model": model, "messages": []}), 400),
         (json!({"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 400),
         (json!({"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}), 400),
-        (json!({"model": model, "messages": [{"role": "user", "content": "x"}], "stream": true}), 501),
         (json!({"model": model}), 400),
     ];
     for (body, expected) in cases {

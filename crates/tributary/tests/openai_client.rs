@@ -31,6 +31,11 @@ out = {
     "tributary": (completion.model_extra or {}).get("tributary"),
     "models": [m.id for m in client.models.list().data],
 }
+chunks = list(client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "The LORD is my"}], max_tokens=8, seed=7, stream=True))
+out["stream_text"] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+out["stream_usage"] = chunks[-1].usage.model_dump() if chunks[-1].usage else None
+out["stream_tributary"] = (chunks[-1].model_extra or {}).get("tributary")
 text = client.completions.create(model=model, prompt="My help cometh", max_tokens=4)
 out["text"] = text.choices[0].text
 try:
@@ -111,6 +116,13 @@ async fn the_official_openai_client_works_unchanged() {
     assert!(result["tributary"]["fee"].as_str().is_some_and(|f| f.parse::<u64>().is_ok_and(|f| f > 0)));
     assert!(result["models"].as_array().is_some_and(|m| m.iter().any(|id| id == model.as_str())));
     assert!(result["text"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(result["stream_text"], result["content"], "streamed with the same seed, the same answer");
+    assert_eq!(result["stream_usage"]["prompt_tokens"], 4);
+    assert!(
+        result["stream_tributary"]["receipt_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("rcpt_") && r != result["header"])
+    );
     assert_eq!(result["poor"], 402, "an empty balance is HTTP 402 to the client");
     assert_eq!(result["bad_key"], 401);
 }
