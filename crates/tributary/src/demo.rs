@@ -62,7 +62,9 @@ pub async fn run() -> anyhow::Result<()> {
         println!("   {} {}", result["id"].as_str().unwrap_or("?"), result["status"].as_str().unwrap_or("?"));
     }
 
-    step("Bob registers a model over the datanet: 20 per 1k input tokens, 60 per 1k output, 1 per request");
+    step(
+        "Bob registers a model over the datanet: 2000 per 1k input tokens, 6000 per 1k output, 10 per request",
+    );
     let model = field(
         &bob.post(
             "/v1/models",
@@ -70,7 +72,7 @@ pub async fn run() -> anyhow::Result<()> {
                 "name": "shepherd-1",
                 "datanets": [datanet],
                 "backend": {"kind": "infinigram"},
-                "price": {"input_per_1k": "20", "output_per_1k": "60", "request": "1"},
+                "price": {"input_per_1k": "2000", "output_per_1k": "6000", "request": "10"},
                 "split": {"owner_bps": 5000, "data_bps": 3500, "validators_bps": 1000, "protocol_bps": 500}
             }),
         )
@@ -118,10 +120,58 @@ pub async fn run() -> anyhow::Result<()> {
     println!("   Bob pays Alice 400 for her data instead");
     bob.post("/v1/transfers", json!({"to": alice_id, "amount": "400"})).await?;
 
+    step("Carol asks Bob's model two questions through the OpenAI-compatible API, paying per token");
+    operator.post(&format!("/v1/datanets/{datanet}/index"), json!({})).await?;
+    let node_info = anonymous.get("/v1/node").await?;
+    for prompt in ["The LORD is my", "He leadeth me"] {
+        let answer = carol
+            .post(
+                "/v1/chat/completions",
+                json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 12, "seed": 23}),
+            )
+            .await?;
+        let content = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+        let tributary = &answer["tributary"];
+        println!("   Q: {prompt:?}");
+        println!("   A: {content:?}");
+        println!(
+            "   usage {} + {} tokens, fee {} (receipt {})",
+            answer["usage"]["prompt_tokens"],
+            answer["usage"]["completion_tokens"],
+            field(tributary, "fee")?,
+            field(tributary, "receipt_id")?
+        );
+        for line in tributary["splits"].as_array().into_iter().flatten() {
+            println!(
+                "      {:<11} {:<8} {:>6}",
+                field(line, "role")?,
+                field(line, "account")?,
+                field(line, "amount")?
+            );
+        }
+        for share in tributary["attribution"]["contributions"].as_array().into_iter().flatten() {
+            println!(
+                "      from {} ({}): {:.0}% of the words",
+                field(share, "id")?,
+                field(share, "contributor")?,
+                share["share"].as_f64().unwrap_or(0.0) * 100.0
+            );
+        }
+        let receipt = carol.get(&format!("/v1/receipts/{}", field(tributary, "receipt_id")?)).await?;
+        let valid = verify_receipt(&receipt, &node_info)?;
+        println!("      receipt signed by the node's key: {}", if valid { "valid" } else { "INVALID" });
+        anyhow::ensure!(valid, "a receipt failed its signature check");
+    }
+
     step("Balances");
     println!("   {:<22} {:>12} {:>8}", "account", "balance", "held");
     for (name, id, client) in &people {
         let account = client.get(&format!("/v1/accounts/{id}")).await?;
+        println!("   {name:<22} {:>12} {:>8}", field(&account, "balance")?, field(&account, "held")?);
+    }
+    let system = [("protocol", "acct_2"), ("validators pool", "acct_3"), ("inference clearing", "acct_4")];
+    for (name, id) in system {
+        let account = operator.get(&format!("/v1/accounts/{id}")).await?;
         println!("   {name:<22} {:>12} {:>8}", field(&account, "balance")?, field(&account, "held")?);
     }
     let ledger = operator.get("/v1/ledger").await?;
@@ -141,4 +191,32 @@ pub async fn run() -> anyhow::Result<()> {
     server.await.context("server task")??;
     println!("\nDemo finished; the node shut down cleanly and its temporary data was removed.");
     Ok(())
+}
+
+/// Checks a receipt's hash and signature against the node's public key.
+fn verify_receipt(receipt: &serde_json::Value, node: &serde_json::Value) -> anyhow::Result<bool> {
+    let bytes = |name: &str, value: &serde_json::Value| -> anyhow::Result<Vec<u8>> {
+        let text = value.as_str().with_context(|| format!("{name} missing"))?;
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                u8::from_str_radix(text.get(i..i + 2).unwrap_or("zz"), 16)
+                    .with_context(|| format!("{name} is not hex"))
+            })
+            .collect()
+    };
+    let id: u64 = field(receipt, "id")?.trim_start_matches("rcpt_").parse()?;
+    let prev: [u8; 32] = bytes("prev_hash", &receipt["prev_hash"])?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("prev_hash length"))?;
+    let hash: [u8; 32] =
+        bytes("hash", &receipt["hash"])?.try_into().map_err(|_| anyhow::anyhow!("hash length"))?;
+    let signature: [u8; 64] = bytes("signature", &receipt["signature"])?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("signature length"))?;
+    let key: [u8; 32] =
+        bytes("public_key", &node["public_key"])?.try_into().map_err(|_| anyhow::anyhow!("key length"))?;
+    let created = receipt["created_at_ms"].as_u64().context("created_at_ms missing")?;
+    let recomputed = tributary_ledger::store::receipt_hash(id, created, &prev, &field(receipt, "body")?);
+    Ok(recomputed == hash && tributary_server::signing::verify(&key, &hash, &signature))
 }

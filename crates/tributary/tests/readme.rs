@@ -37,7 +37,8 @@ fn the_demo_runs_and_balances() {
     assert!(output.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("first xfr_2 / retry xfr_2"), "the retry is idempotent: {stdout}");
     assert!(stdout.contains("402 insufficient_funds"), "the overdraft is refused: {stdout}");
-    assert!(stdout.contains("carol (consumer)             995600        0"), "{stdout}");
+    assert!(stdout.contains("receipt signed by the node's key: valid"), "{stdout}");
+    assert!(stdout.contains("inference clearing                0        0"), "clearing is empty: {stdout}");
     assert!(stdout.contains("balanced: true"), "{stdout}");
     assert!(stdout.contains("Demo finished"), "{stdout}");
 }
