@@ -161,6 +161,11 @@ impl AppState {
     }
 }
 
+/// BLAKE3 of a text, hex: how receipts name prompts and answers.
+pub fn hash_hex(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex().to_string()
+}
+
 /// Hashes an API key for storage and lookup.
 pub fn hash_api_key(key: &str) -> [u8; 32] {
     *blake3::hash(key.as_bytes()).as_bytes()

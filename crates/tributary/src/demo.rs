@@ -194,7 +194,7 @@ pub async fn run() -> anyhow::Result<()> {
 }
 
 /// Checks a receipt's hash and signature against the node's public key.
-fn verify_receipt(receipt: &serde_json::Value, node: &serde_json::Value) -> anyhow::Result<bool> {
+pub fn verify_receipt(receipt: &serde_json::Value, node: &serde_json::Value) -> anyhow::Result<bool> {
     let bytes = |name: &str, value: &serde_json::Value| -> anyhow::Result<Vec<u8>> {
         let text = value.as_str().with_context(|| format!("{name} missing"))?;
         (0..text.len())

@@ -5,7 +5,7 @@ mod bench;
 mod bench_index;
 mod client;
 mod config;
-mod demo;
+pub mod demo;
 mod index_cli;
 mod node;
 
@@ -138,6 +138,13 @@ enum Commands {
         /// Print the API's JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Receipts of paid inferences.
+    Receipt {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        action: ReceiptCommand,
     },
     /// Ledger-wide totals (operator).
     Ledger {
@@ -296,6 +303,20 @@ enum ModelCommand {
     List,
     Show {
         id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReceiptCommand {
+    /// Show a receipt (as its caller, a payee or the operator).
+    Show { id: String },
+    /// Check a receipt: its hash, the node's signature, its link to the previous receipt (when
+    /// that one is visible to your key), and optionally the answer you received.
+    Verify {
+        id: String,
+        /// A file holding the answer text you received, checked against the receipt's answer hash.
+        #[arg(long)]
+        answer: Option<PathBuf>,
     },
 }
 
@@ -526,6 +547,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Commands::Attribute { node, datanets, model, file, json } => {
             index_cli::attribute(&node.client()?, &datanets, model.as_deref(), &file, json).await
+        }
+        Commands::Receipt { node, action } => {
+            let client = node.client()?;
+            match action {
+                ReceiptCommand::Show { id } => {
+                    print_json(&client.get(&format!("/v1/receipts/{id}")).await?);
+                    Ok(())
+                }
+                ReceiptCommand::Verify { id, answer } => {
+                    let receipt = client.get(&format!("/v1/receipts/{id}")).await?;
+                    let node_info = client.get("/v1/node").await?;
+                    let signed = demo::verify_receipt(&receipt, &node_info)?;
+                    println!("hash and signature: {}", if signed { "valid" } else { "INVALID" });
+                    let number: u64 =
+                        id.trim_start_matches("rcpt_").parse().context("receipt ids look like rcpt_12")?;
+                    let chain = if number == 1 {
+                        let first = receipt["prev_hash"].as_str() == Some(&"0".repeat(64));
+                        println!(
+                            "chain: the first receipt, prev_hash {}",
+                            if first { "is zero as it must be" } else { "is NOT zero" }
+                        );
+                        first
+                    } else {
+                        match client.get(&format!("/v1/receipts/rcpt_{}", number - 1)).await {
+                            Ok(previous) => {
+                                let linked = previous["hash"] == receipt["prev_hash"];
+                                println!(
+                                    "chain: prev_hash {} the hash of rcpt_{}",
+                                    if linked { "matches" } else { "does NOT match" },
+                                    number - 1
+                                );
+                                linked
+                            }
+                            Err(_) => {
+                                println!(
+                                    "chain: rcpt_{} is not visible to this key; not checked",
+                                    number - 1
+                                );
+                                true
+                            }
+                        }
+                    };
+                    let answered = match answer {
+                        Some(path) => {
+                            let text = std::fs::read_to_string(&path)
+                                .with_context(|| format!("reading {}", path.display()))?;
+                            let text = text.strip_suffix('\n').unwrap_or(&text);
+                            let matches = receipt["answer_hash"].as_str()
+                                == Some(tributary_server::hash_hex(text).as_str());
+                            println!(
+                                "answer: {}",
+                                if matches { "matches the receipt" } else { "does NOT match the receipt" }
+                            );
+                            matches
+                        }
+                        None => true,
+                    };
+                    anyhow::ensure!(signed && chain && answered, "receipt {id} failed verification");
+                    Ok(())
+                }
+            }
         }
         Commands::Ledger { node } => {
             print_json(&node.client()?.get("/v1/ledger").await?);

@@ -153,6 +153,27 @@ async fn a_paid_chat_completion_moves_exactly_the_fee_and_is_receipted() {
     forged[0] ^= 1;
     assert!(!tributary_server::signing::verify(&public_key, &hash, &forged));
 
+    // `tributary receipt verify` checks the same, and the answer the caller kept.
+    let cli = |key: &str, args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(args)
+            .env("TRIBUTARY_NODE", &node.base)
+            .env("TRIBUTARY_API_KEY", key)
+            .output()
+            .expect("cli runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let kept = dir.path().join("answer.txt");
+    std::fs::write(&kept, content).expect("write");
+    let (code, out) =
+        cli(&carol_key, &["receipt", "verify", &header, "--answer", kept.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("hash and signature: valid") && out.contains("answer: matches"), "{out}");
+    std::fs::write(&kept, "a different answer").expect("write");
+    let (code, out) =
+        cli(&carol_key, &["receipt", "verify", &header, "--answer", kept.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(1), "{out}");
+
     // The same seed gives the same answer; the next receipt chains to this one.
     let (status, again) =
         node.call("POST", "/v1/chat/completions", Some(&carol_key), Some(request.clone())).await;
@@ -161,6 +182,9 @@ async fn a_paid_chat_completion_moves_exactly_the_fee_and_is_receipted() {
     let next = again["tributary"]["receipt_id"].as_str().expect("id");
     let (_, next_receipt) = node.call("GET", &format!("/v1/receipts/{next}"), Some(&carol_key), None).await;
     assert_eq!(next_receipt["prev_hash"], receipt["hash"]);
+    let (code, out) = cli(&node.operator_key, &["receipt", "verify", next]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("prev_hash matches the hash of rcpt_1"), "{out}");
 
     // Streaming: the same answer word by word, then the usage and the receipt in the final chunk.
     let mut streamed = request.clone();
