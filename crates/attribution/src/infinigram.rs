@@ -50,10 +50,32 @@ pub fn generate(view: &IndexView, prompt: &str, sampling: &Sampling) -> Generati
     let mut rng = Rng(sampling.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut text = String::new();
     let mut drawn: Vec<(usize, usize, Occurrence)> = Vec::new();
+    // The longest matching context can grow by at most one word per step (the word just drawn),
+    // so each step starts its back-off one word above the previous match instead of at the top.
+    let mut longest = CONTEXT_WORDS_MAX;
     for _ in 0..sampling.max_tokens {
-        let window = &context[context.len().saturating_sub(CONTEXT_WORDS_MAX)..];
+        let window_len = longest.min(CONTEXT_WORDS_MAX);
+        let window = &context[context.len().saturating_sub(window_len)..];
         let words: Vec<&str> = window.iter().map(String::as_str).collect();
+        if (sampling.temperature - 1.0).abs() < f64::EPSILON {
+            // Temperature 1 is the ∞-gram distribution itself: draw an occurrence directly.
+            let mut random = || {
+                rng.unit();
+                rng.0
+            };
+            let Some((word, occurrence, matched)) = view.sample_next(&words, &mut random) else { break };
+            longest = matched + 1;
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            let start = text.len();
+            text.push_str(&word);
+            drawn.push((start, text.len(), occurrence));
+            context.push(word);
+            continue;
+        }
         let next = view.next_words(&words, OCCURRENCES_PER_STEP_MAX);
+        longest = next.context_len + 1;
         // Only continuations with a listed occurrence can be credited, so only those are drawn.
         let candidates: Vec<&(String, u64, Vec<Occurrence>)> =
             next.candidates.iter().filter(|(_, _, occurrences)| !occurrences.is_empty()).collect();

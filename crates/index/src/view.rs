@@ -161,6 +161,51 @@ impl IndexView {
         spans
     }
 
+    /// Draws the next word from the ∞-gram distribution at temperature 1 without enumerating it:
+    /// a uniformly random occurrence of the longest suffix of `context` that occurs (followed by a
+    /// word) is exactly a draw proportional to the continuations' counts, and it names the
+    /// occurrence the word came from. `random` supplies uniform 64-bit values. Returns the word,
+    /// where it was drawn from, and the context length used.
+    pub fn sample_next(&self, context: &[&str], random: &mut dyn FnMut() -> u64) -> Option<(String, Occurrence, usize)> {
+        const DRAWS_PER_LENGTH: usize = 16;
+        for context_len in (0..=context.len()).rev() {
+            let suffix = &context[context.len() - context_len..];
+            let ranges: Vec<(usize, std::ops::Range<usize>)> = self
+                .segments
+                .iter()
+                .enumerate()
+                .filter_map(|(index, segment)| {
+                    let tokens = Self::translate(segment, suffix)?;
+                    let range = if context_len == 0 { 0..segment.token_count() } else { segment.interval(&tokens) };
+                    (!range.is_empty()).then_some((index, range))
+                })
+                .collect();
+            let total: usize = ranges.iter().map(|(_, r)| r.len()).sum();
+            if total == 0 {
+                continue;
+            }
+            // Occurrences followed by a sentence or document end are redrawn; a context followed
+            // only by ends backs off to a shorter one.
+            for _ in 0..DRAWS_PER_LENGTH {
+                let mut pick = (random() % total as u64) as usize;
+                for (index, range) in &ranges {
+                    if pick >= range.len() {
+                        pick -= range.len();
+                        continue;
+                    }
+                    let segment = &self.segments[*index];
+                    let position = segment.suffix(range.start + pick) + context_len;
+                    let word = segment.token(position).and_then(|token| segment.word(token));
+                    if let (Some(word), Some(occurrence)) = (word, occurrence_at(segment, self.datanets[*index], position)) {
+                        return Some((word.to_owned(), occurrence, context_len));
+                    }
+                    break;
+                }
+            }
+        }
+        None
+    }
+
     /// The ∞-gram next-word distribution for `context` (the last words of a text): the longest
     /// suffix of the context that occurs followed by a word, every word that follows it with its
     /// exact count, and up to `occurrences_max` occurrences in total (spread evenly over each

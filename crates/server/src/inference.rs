@@ -136,6 +136,8 @@ mod id_string {
 
 /// One inference, billed: what both endpoints share.
 struct Billed {
+    /// Time spent in the model (generation and its attribution), for the Server-Timing header.
+    model_micros: u64,
     model: Model,
     answer: String,
     usage: Usage,
@@ -235,6 +237,7 @@ async fn run_paid(
     let view = state.index().view(&model.spec.datanets);
     let sampling = Sampling { max_tokens: max_tokens as usize, temperature, seed: seed.unwrap_or(0) };
     let prompt_for_model = prompt.clone();
+    let model_started = std::time::Instant::now();
     let generation =
         match tokio::task::spawn_blocking(move || generate(&view, &prompt_for_model, &sampling)).await {
             Ok(generation) => generation,
@@ -243,6 +246,8 @@ async fn run_paid(
                 return Err(ApiError::internal(error));
             }
         };
+
+    let model_micros = model_started.elapsed().as_micros() as u64;
 
     // 3. The fee for what was used, split by the model's policy and the attribution.
     let completion_tokens = generation.tokens as u64;
@@ -320,17 +325,28 @@ async fn run_paid(
         splits,
         attribution: body.attribution,
     };
-    Ok(Billed { model, answer: generation.text, usage, receipt_id: record.id, extension })
+    Ok(Billed { model_micros, model, answer: generation.text, usage, receipt_id: record.id, extension })
 }
 
 pub fn receipt_id(id: u64) -> String {
     format!("rcpt_{id}")
 }
 
-fn with_receipt_header(body: serde_json::Value, receipt: u64) -> Response {
+/// Adds the receipt header, and a `Server-Timing` header splitting the node's time into the
+/// model's and its own (auth, hold, split, durable settlement and receipt): the gateway overhead.
+fn with_receipt_header(body: serde_json::Value, receipt: u64, started: std::time::Instant, model_micros: u64) -> Response {
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&receipt_id(receipt)) {
         response.headers_mut().insert("x-tributary-receipt", value);
+    }
+    let total_micros = started.elapsed().as_micros() as u64;
+    let timing = format!(
+        "model;dur={:.3}, gateway;dur={:.3}",
+        model_micros as f64 / 1000.0,
+        total_micros.saturating_sub(model_micros) as f64 / 1000.0
+    );
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        response.headers_mut().insert("server-timing", value);
     }
     response
 }
@@ -349,6 +365,7 @@ pub async fn chat_completions(
     caller: Caller,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
+    let started = std::time::Instant::now();
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("invalid_messages", "messages must not be empty"));
     }
@@ -386,7 +403,7 @@ pub async fn chat_completions(
         "usage": billed.usage,
         "tributary": billed.extension,
     });
-    Ok(with_receipt_header(body, billed.receipt_id))
+    Ok(with_receipt_header(body, billed.receipt_id, started, billed.model_micros))
 }
 
 /// Streams an already settled answer as OpenAI `chat.completion.chunk` server-sent events: the
@@ -433,6 +450,7 @@ pub async fn completions(
     caller: Caller,
     ApiJson(request): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
+    let started = std::time::Instant::now();
     if request.stream == Some(true) {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -459,5 +477,5 @@ pub async fn completions(
         "usage": billed.usage,
         "tributary": billed.extension,
     });
-    Ok(with_receipt_header(body, billed.receipt_id))
+    Ok(with_receipt_header(body, billed.receipt_id, started, billed.model_micros))
 }

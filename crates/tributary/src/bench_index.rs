@@ -85,7 +85,42 @@ impl Zipf {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+/// The generated corpus: document `index` is always the same 1,000 words.
+pub struct Corpus {
+    pub words: Vec<String>,
+    zipf: Zipf,
+}
+
+impl Corpus {
+    pub fn new(vocabulary_size: usize) -> Corpus {
+        let mut rng = Rng(0x1d3a_2026_1127_0001);
+        let words = vocabulary(vocabulary_size, &mut rng);
+        let zipf = Zipf::new(words.len());
+        Corpus { words, zipf }
+    }
+
+    pub fn document(&self, index: usize) -> String {
+        let mut rng = Rng((0x9e37_79b9_7f4a_7c15 ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)) | 1);
+        let mut text = String::with_capacity(7_000);
+        let mut in_sentence = 0;
+        let mut sentence_len = 8 + rng.below(23);
+        for _ in 0..1000 {
+            if in_sentence > 0 {
+                text.push(' ');
+            }
+            text.push_str(&self.words[self.zipf.sample(&mut rng)]);
+            in_sentence += 1;
+            if in_sentence == sentence_len {
+                text.push_str(". ");
+                in_sentence = 0;
+                sentence_len = 8 + rng.below(23);
+            }
+        }
+        text
+    }
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let index = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
@@ -104,31 +139,13 @@ pub fn index(args: IndexBenchArgs) -> anyhow::Result<()> {
     let temporary = tempfile::tempdir().context("temporary directory")?;
     let dir = args.dir.clone().unwrap_or_else(|| temporary.path().to_owned());
     let mut rng = Rng(0x1d3a_2026_1127_0001);
-    let words = vocabulary(args.vocabulary, &mut rng);
-    let zipf = Zipf::new(words.len());
+    let corpus = Corpus::new(args.vocabulary);
+    let words = corpus.words.clone();
 
     let documents_wanted = args.tokens.div_ceil(1000) as usize;
     // Documents are generated from their index alone, so the corpus never has to be held in
     // memory: the build streams them and the answers regenerate the few they quote.
-    let generate = |index: usize| -> String {
-        let mut rng = Rng((0x9e37_79b9_7f4a_7c15 ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)) | 1);
-        let mut text = String::with_capacity(7_000);
-        let mut in_sentence = 0;
-        let mut sentence_len = 8 + rng.below(23);
-        for _ in 0..1000 {
-            if in_sentence > 0 {
-                text.push(' ');
-            }
-            text.push_str(&words[zipf.sample(&mut rng)]);
-            in_sentence += 1;
-            if in_sentence == sentence_len {
-                text.push_str(". ");
-                in_sentence = 0;
-                sentence_len = 8 + rng.below(23);
-            }
-        }
-        text
-    };
+    let generate = |index: usize| corpus.document(index);
     let raw_bytes = std::cell::Cell::new(0u64);
     let bar = ProgressBar::new(documents_wanted as u64);
     if let Ok(style) = ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} documents {per_sec}") {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_index;
+mod bench_inference;
 mod client;
 mod config;
 pub mod demo;
@@ -347,6 +348,9 @@ enum BenchCommand {
     /// Index build throughput (next to libsais alone), bytes per token, open time, and span
     /// attribution latency for 512-word answers, on a generated corpus.
     Index(bench_index::IndexBenchArgs),
+    /// Paid requests per second on the built-in ∞-gram model, and the gateway's own overhead at a
+    /// fixed request rate.
+    Inference(bench_inference::InferenceBenchArgs),
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -402,6 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Demo => demo::run().await,
         Commands::Bench { what: BenchCommand::Ledger(args) } => bench::ledger(args).await,
+        Commands::Bench { what: BenchCommand::Inference(args) } => bench_inference::inference(args).await,
         Commands::Bench { what: BenchCommand::Index(args) } => {
             tokio::task::spawn_blocking(move || bench_index::index(args)).await?
         }

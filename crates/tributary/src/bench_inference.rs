@@ -1,0 +1,178 @@
+//! `tributary bench inference`: paid requests per second end to end on the built-in ∞-gram model,
+//! and the gateway's own overhead (auth, hold, split, durable settlement and receipt: the node's
+//! time minus the model's, from the `Server-Timing` header) at a fixed request rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::bench_index::{Corpus, percentile};
+use crate::client::{Client, field};
+
+#[derive(Args, Debug, Clone)]
+pub struct InferenceBenchArgs {
+    /// Words of generated text contributed to the model's datanet.
+    #[arg(long, default_value_t = 10_000_000)]
+    tokens: u64,
+    /// Completion length, in tokens.
+    #[arg(long, default_value_t = 64)]
+    max_tokens: u32,
+    /// Concurrent clients for the throughput run.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Seconds of the throughput run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Requests per second of the fixed-rate overhead run.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+}
+
+fn gateway_ms(timing: &str) -> Option<f64> {
+    timing.split(',').find_map(|part| part.trim().strip_prefix("gateway;dur=")?.parse().ok())
+}
+
+pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = crate::node::start(dir.path(), "127.0.0.1:0".parse()?, tributary_server::ServerConfig::default()).await?;
+    let base = format!("http://{}", node.address);
+    let operator = Client::new(&base, node.new_operator_key.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(node.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    // A contributor, a datanet of generated text, a model, and funded callers.
+    let contributor = operator.post("/v1/accounts", json!({"name": "contributor"})).await?;
+    let contributor = operator.with_key(&field(&contributor, "api_key")?);
+    let datanet = field(&contributor.post("/v1/datanets", json!({"name": "bench", "license": "CC0"})).await?, "id")?;
+    let corpus = Corpus::new(50_000);
+    let documents = args.tokens.div_ceil(1000) as usize;
+    eprintln!("contributing {documents} documents ({} words)...", args.tokens);
+    for start in (0..documents).step_by(500) {
+        let batch: Vec<Value> = (start..(start + 500).min(documents))
+            .map(|i| json!({"title": format!("doc {i}"), "text": corpus.document(i)}))
+            .collect();
+        contributor.post(&format!("/v1/datanets/{datanet}/contributions/batch"), Value::Array(batch)).await?;
+    }
+    let started = Instant::now();
+    operator.post(&format!("/v1/datanets/{datanet}/index"), json!({})).await?;
+    eprintln!("indexed in {:.1} s", started.elapsed().as_secs_f64());
+    let owner = operator.post("/v1/accounts", json!({"name": "owner"})).await?;
+    let owner = operator.with_key(&field(&owner, "api_key")?);
+    let model = field(
+        &owner
+            .post(
+                "/v1/models",
+                json!({"name": "bench", "datanets": [datanet], "backend": {"kind": "infinigram"},
+                       "price": {"input_per_1k": "1000", "output_per_1k": "2000", "request": "1"},
+                       "split": {"owner_bps": 5000, "data_bps": 3500, "validators_bps": 1000, "protocol_bps": 500}}),
+            )
+            .await?,
+        "id",
+    )?;
+    let mut keys = Vec::new();
+    for n in 0..args.clients {
+        let caller = operator.post("/v1/accounts", json!({"name": format!("caller {n}")})).await?;
+        operator.post("/v1/deposits", json!({"account": field(&caller, "id")?, "amount": "100000000000"})).await?;
+        keys.push(field(&caller, "api_key")?);
+    }
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
+    let url = format!("{base}/v1/chat/completions");
+    let prompts: Arc<Vec<String>> = Arc::new(
+        (0..256).map(|i| corpus.document(i).split(' ').take(12).collect::<Vec<_>>().join(" ")).collect(),
+    );
+    let request = |prompt: &str, seed: u64| {
+        json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": args.max_tokens, "seed": seed})
+    };
+
+    // 1. Throughput: closed loop, every client sending as fast as its answers come back.
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (n, key) in keys.iter().enumerate() {
+        let (http, url, key, prompts) = (http.clone(), url.clone(), key.clone(), Arc::clone(&prompts));
+        let bodies: Vec<Value> = (0..prompts.len()).map(|i| request(&prompts[i], (n * 1000 + i) as u64)).collect();
+        tasks.push(tokio::spawn(async move {
+            let (mut done, mut tokens, mut latencies) = (0u64, 0u64, Vec::new());
+            let mut i = n;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = http.post(&url).bearer_auth(&key).json(&bodies[i % bodies.len()]).send().await?;
+                anyhow::ensure!(response.status().is_success(), "paid request failed: {}", response.status());
+                let answer: Value = response.json().await?;
+                tokens += answer["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+                latencies.push(sent.elapsed());
+                done += 1;
+                i += 1;
+            }
+            Ok::<_, anyhow::Error>((done, tokens, latencies))
+        }));
+    }
+    let (mut done, mut tokens, mut latencies) = (0u64, 0u64, Vec::new());
+    for task in tasks {
+        let (d, t, l) = task.await??;
+        done += d;
+        tokens += t;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+
+    // 2. Gateway overhead at a fixed rate (open loop: requests leave on schedule).
+    let total = args.rate * 5;
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut inflight = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        ticker.tick().await;
+        let (http, url, key) = (http.clone(), url.clone(), keys[i as usize % keys.len()].clone());
+        let body = request(&prompts[i as usize % prompts.len()], i);
+        inflight.push(tokio::spawn(async move {
+            let response = http.post(&url).bearer_auth(&key).json(&body).send().await?;
+            anyhow::ensure!(response.status().is_success(), "paid request failed: {}", response.status());
+            let timing = response.headers().get("server-timing").and_then(|v| v.to_str().ok()).and_then(gateway_ms);
+            let _ = response.bytes().await?;
+            Ok::<_, anyhow::Error>(timing)
+        }));
+    }
+    let mut overheads = Vec::new();
+    for task in inflight {
+        if let Some(ms) = task.await?? {
+            overheads.push(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let achieved = total as f64 / started.elapsed().as_secs_f64();
+    overheads.sort_unstable();
+    let ledger = operator.get("/v1/ledger").await?;
+    anyhow::ensure!(ledger["balanced"] == json!(true), "the ledger does not balance after the run");
+    anyhow::ensure!(ledger["holds_pending"] == json!(0), "holds left behind");
+
+    println!("\n| measure | value |");
+    println!("| --- | ---: |");
+    println!("| index | {} words in {documents} contributions |", args.tokens);
+    println!(
+        "| paid chat completions, {} clients, closed loop, max_tokens {} | {:.0} requests/s ({:.0} completion tokens/s), p50 {:.2} ms, p99 {:.2} ms |",
+        args.clients,
+        args.max_tokens,
+        done as f64 / elapsed,
+        tokens as f64 / elapsed,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    println!(
+        "| gateway overhead at {} requests/s offered ({achieved:.0}/s achieved, {} samples) | p50 {:.3} ms, p99 {:.3} ms |",
+        args.rate,
+        overheads.len(),
+        percentile(&overheads, 0.5),
+        percentile(&overheads, 0.99)
+    );
+    println!("| after the run | ledger balanced, no hold pending, {} transfers |", ledger["transfers"]);
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
