@@ -166,7 +166,11 @@ impl IndexView {
     /// word) is exactly a draw proportional to the continuations' counts, and it names the
     /// occurrence the word came from. `random` supplies uniform 64-bit values. Returns the word,
     /// where it was drawn from, and the context length used.
-    pub fn sample_next(&self, context: &[&str], random: &mut dyn FnMut() -> u64) -> Option<(String, Occurrence, usize)> {
+    pub fn sample_next(
+        &self,
+        context: &[&str],
+        random: &mut dyn FnMut() -> u64,
+    ) -> Option<(String, Occurrence, usize)> {
         const DRAWS_PER_LENGTH: usize = 16;
         for context_len in (0..=context.len()).rev() {
             let suffix = &context[context.len() - context_len..];
@@ -176,7 +180,8 @@ impl IndexView {
                 .enumerate()
                 .filter_map(|(index, segment)| {
                     let tokens = Self::translate(segment, suffix)?;
-                    let range = if context_len == 0 { 0..segment.token_count() } else { segment.interval(&tokens) };
+                    let range =
+                        if context_len == 0 { 0..segment.token_count() } else { segment.interval(&tokens) };
                     (!range.is_empty()).then_some((index, range))
                 })
                 .collect();
@@ -196,7 +201,9 @@ impl IndexView {
                     let segment = &self.segments[*index];
                     let position = segment.suffix(range.start + pick) + context_len;
                     let word = segment.token(position).and_then(|token| segment.word(token));
-                    if let (Some(word), Some(occurrence)) = (word, occurrence_at(segment, self.datanets[*index], position)) {
+                    if let (Some(word), Some(occurrence)) =
+                        (word, occurrence_at(segment, self.datanets[*index], position))
+                    {
                         return Some((word.to_owned(), occurrence, context_len));
                     }
                     break;

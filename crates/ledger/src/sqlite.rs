@@ -175,7 +175,7 @@ CREATE TABLE receipts (
 ];
 
 enum Message {
-    Submit(Vec<Request>, oneshot::Sender<BatchResult>),
+    Submit(Vec<Request>, Reply),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -277,8 +277,13 @@ impl SqliteStore {
     }
 
     /// Queues requests for the writer and returns where the answer will arrive, without waiting.
-    pub fn submit(&self, requests: Vec<Request>) -> Result<oneshot::Receiver<BatchResult>, StoreError> {
-        let (reply, answer) = oneshot::channel();
+    pub fn submit(
+        &self,
+        requests: Vec<Request>,
+        provisional: bool,
+    ) -> Result<oneshot::Receiver<BatchResult>, StoreError> {
+        let (sender, answer) = oneshot::channel();
+        let reply = Reply { sender: Some(sender), provisional };
         match self.sender.try_send(Message::Submit(requests, reply)) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(StoreError::Overloaded),
@@ -288,7 +293,7 @@ impl SqliteStore {
 
     /// Applies requests, blocking the calling thread until they are durable (for non-async callers).
     pub fn execute_batch_blocking(&self, requests: Vec<Request>) -> BatchResult {
-        self.submit(requests)?.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
+        self.submit(requests, false)?.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
     }
 
     fn shutdown_blocking(&self) {
@@ -331,11 +336,16 @@ impl Drop for SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    async fn execute_provisional(&self, request: Request) -> Result<Outcome, StoreError> {
+        let mut results = self.submit(vec![request], true)?.await.map_err(|_| StoreError::ShuttingDown)??;
+        results.pop().ok_or_else(|| StoreError::Internal("empty batch result".into()))?
+    }
+
     async fn execute_batch(&self, requests: Vec<Request>) -> BatchResult {
         if requests.len() > BATCH_COMMANDS_MAX {
             return Err(StoreError::Invalid(format!("a batch holds at most {BATCH_COMMANDS_MAX} commands")));
         }
-        self.submit(requests)?.await.map_err(|_| StoreError::ShuttingDown)?
+        self.submit(requests, false)?.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     fn system_accounts(&self) -> SystemAccounts {
@@ -1005,7 +1015,12 @@ struct Writer {
     signer: Option<Arc<dyn ReceiptSigner>>,
 }
 
-type Reply = oneshot::Sender<BatchResult>;
+/// Where a submission's results go: after its batch is durable, or, for a provisional
+/// submission, as soon as it is applied.
+struct Reply {
+    sender: Option<oneshot::Sender<BatchResult>>,
+    provisional: bool,
+}
 
 /// Each submission's results, and the accounts whose balances the batch changed.
 type CommittedBatch = (Vec<Vec<Result<Outcome, StoreError>>>, Vec<AccountId>);
@@ -1146,11 +1161,11 @@ impl Writer {
         }
     }
 
-    fn commit_batch(&mut self, batch: Vec<(Vec<Request>, Reply)>) {
+    fn commit_batch(&mut self, mut batch: Vec<(Vec<Request>, Reply)>) {
         let started = Instant::now();
         let now_ms = self.clock.now_ms();
         let commands: usize = batch.iter().map(|(requests, _)| requests.len()).sum();
-        match self.apply_and_commit(&batch, now_ms) {
+        match self.apply_and_commit(&mut batch, now_ms) {
             Ok((results, touched)) => {
                 {
                     let mut committed = self.committed.write().expect("committed balances lock");
@@ -1166,14 +1181,19 @@ impl Writer {
                     .commit_micros_total
                     .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 for ((_, reply), results) in batch.into_iter().zip(results) {
-                    let _ = reply.send(Ok(results));
+                    if let Some(sender) = reply.sender {
+                        let _ = sender.send(Ok(results));
+                    }
                 }
             }
             Err(error) => {
                 tracing::error!(%error, commands, "batch failed to commit; reloading state from disk");
+                // Provisional submissions were answered already; their effect is lost with the batch.
                 for (_, reply) in batch {
-                    let _ =
-                        reply.send(Err(StoreError::Internal("the write could not be made durable".into())));
+                    if let Some(sender) = reply.sender {
+                        let _ = sender
+                            .send(Err(StoreError::Internal("the write could not be made durable".into())));
+                    }
                 }
                 match WriterState::load(&self.conn, now_ms) {
                     Ok(mut state) => {
@@ -1188,16 +1208,21 @@ impl Writer {
 
     fn apply_and_commit(
         &mut self,
-        batch: &[(Vec<Request>, Reply)],
+        batch: &mut [(Vec<Request>, Reply)],
         now_ms: u64,
     ) -> Result<CommittedBatch, rusqlite::Error> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut writes = BatchWrites::default();
         let mut results = Vec::with_capacity(batch.len());
-        for (requests, _) in batch {
+        for (requests, reply) in batch.iter_mut() {
             let mut submission_results = Vec::with_capacity(requests.len());
-            for request in requests {
+            for request in requests.iter() {
                 submission_results.push(apply_request(&tx, &mut self.state, request, now_ms, &mut writes)?);
+            }
+            if reply.provisional
+                && let Some(sender) = reply.sender.take()
+            {
+                let _ = sender.send(Ok(submission_results.clone()));
             }
             results.push(submission_results);
         }

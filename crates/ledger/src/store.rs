@@ -284,6 +284,14 @@ pub trait Store: Send + Sync + 'static {
         results.pop().ok_or_else(|| StoreError::Internal("empty batch result".into()))?
     }
 
+    /// Applies one request and answers as soon as it is applied, before it is durable: only for
+    /// operations whose loss in a crash harms no one. An inference hold is one: if it is lost, the
+    /// settlement that would have followed it never happens either, and no money moved. The
+    /// default is the durable [`Store::execute`].
+    async fn execute_provisional(&self, request: Request) -> Result<Outcome, StoreError> {
+        self.execute(request).await
+    }
+
     /// Applies requests in order, each independently, and acknowledges them together once durable.
     /// The outer error means nothing was applied.
     async fn execute_batch(

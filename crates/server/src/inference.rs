@@ -210,7 +210,9 @@ async fn run_paid(
             amount: most,
             timeout_ms: INFERENCE_HOLD_TIMEOUT_MS,
         };
-        match state.store().execute(command.into()).await {
+        // Provisional: a hold lost in a crash is harmless (nothing was answered or settled), so
+        // the call does not wait for its fsync; the settlement below is durable before we answer.
+        match state.store().execute_provisional(command.into()).await {
             Ok(Outcome::Transfer(transfer)) => Some(transfer.id),
             Ok(other) => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
             Err(tributary_ledger::StoreError::Ledger(
@@ -334,7 +336,12 @@ pub fn receipt_id(id: u64) -> String {
 
 /// Adds the receipt header, and a `Server-Timing` header splitting the node's time into the
 /// model's and its own (auth, hold, split, durable settlement and receipt): the gateway overhead.
-fn with_receipt_header(body: serde_json::Value, receipt: u64, started: std::time::Instant, model_micros: u64) -> Response {
+fn with_receipt_header(
+    body: serde_json::Value,
+    receipt: u64,
+    started: std::time::Instant,
+    model_micros: u64,
+) -> Response {
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&receipt_id(receipt)) {
         response.headers_mut().insert("x-tributary-receipt", value);

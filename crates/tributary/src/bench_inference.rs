@@ -36,7 +36,9 @@ fn gateway_ms(timing: &str) -> Option<f64> {
 
 pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = crate::node::start(dir.path(), "127.0.0.1:0".parse()?, tributary_server::ServerConfig::default()).await?;
+    let node =
+        crate::node::start(dir.path(), "127.0.0.1:0".parse()?, tributary_server::ServerConfig::default())
+            .await?;
     let base = format!("http://{}", node.address);
     let operator = Client::new(&base, node.new_operator_key.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -47,7 +49,8 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     // A contributor, a datanet of generated text, a model, and funded callers.
     let contributor = operator.post("/v1/accounts", json!({"name": "contributor"})).await?;
     let contributor = operator.with_key(&field(&contributor, "api_key")?);
-    let datanet = field(&contributor.post("/v1/datanets", json!({"name": "bench", "license": "CC0"})).await?, "id")?;
+    let datanet =
+        field(&contributor.post("/v1/datanets", json!({"name": "bench", "license": "CC0"})).await?, "id")?;
     let corpus = Corpus::new(50_000);
     let documents = args.tokens.div_ceil(1000) as usize;
     eprintln!("contributing {documents} documents ({} words)...", args.tokens);
@@ -76,7 +79,9 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let mut keys = Vec::new();
     for n in 0..args.clients {
         let caller = operator.post("/v1/accounts", json!({"name": format!("caller {n}")})).await?;
-        operator.post("/v1/deposits", json!({"account": field(&caller, "id")?, "amount": "100000000000"})).await?;
+        operator
+            .post("/v1/deposits", json!({"account": field(&caller, "id")?, "amount": "100000000000"}))
+            .await?;
         keys.push(field(&caller, "api_key")?);
     }
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
@@ -84,9 +89,7 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let prompts: Arc<Vec<String>> = Arc::new(
         (0..256).map(|i| corpus.document(i).split(' ').take(12).collect::<Vec<_>>().join(" ")).collect(),
     );
-    let request = |prompt: &str, seed: u64| {
-        json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": args.max_tokens, "seed": seed})
-    };
+    let request = |prompt: &str, seed: u64| json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": args.max_tokens, "seed": seed});
 
     // 1. Throughput: closed loop, every client sending as fast as its answers come back.
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
@@ -94,13 +97,15 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for (n, key) in keys.iter().enumerate() {
         let (http, url, key, prompts) = (http.clone(), url.clone(), key.clone(), Arc::clone(&prompts));
-        let bodies: Vec<Value> = (0..prompts.len()).map(|i| request(&prompts[i], (n * 1000 + i) as u64)).collect();
+        let bodies: Vec<Value> =
+            (0..prompts.len()).map(|i| request(&prompts[i], (n * 1000 + i) as u64)).collect();
         tasks.push(tokio::spawn(async move {
             let (mut done, mut tokens, mut latencies) = (0u64, 0u64, Vec::new());
             let mut i = n;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let response = http.post(&url).bearer_auth(&key).json(&bodies[i % bodies.len()]).send().await?;
+                let response =
+                    http.post(&url).bearer_auth(&key).json(&bodies[i % bodies.len()]).send().await?;
                 anyhow::ensure!(response.status().is_success(), "paid request failed: {}", response.status());
                 let answer: Value = response.json().await?;
                 tokens += answer["usage"]["completion_tokens"].as_u64().unwrap_or(0);
@@ -135,7 +140,8 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
         inflight.push(tokio::spawn(async move {
             let response = http.post(&url).bearer_auth(&key).json(&body).send().await?;
             anyhow::ensure!(response.status().is_success(), "paid request failed: {}", response.status());
-            let timing = response.headers().get("server-timing").and_then(|v| v.to_str().ok()).and_then(gateway_ms);
+            let timing =
+                response.headers().get("server-timing").and_then(|v| v.to_str().ok()).and_then(gateway_ms);
             let _ = response.bytes().await?;
             Ok::<_, anyhow::Error>(timing)
         }));
