@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tributary_attribution::infinigram::{Sampling, generate};
+use tributary_attribution::infinigram::{Generation, Sampling, generate};
 use tributary_core::money::{InferencePayees, fee, split_inference};
 use tributary_core::registry::{Backend, Model};
 use tributary_core::{AccountId, Amount, ModelId, TransferId};
@@ -163,11 +163,12 @@ async fn run_paid(
     state: &AppState,
     caller: Caller,
     model_name: &str,
-    prompt: String,
+    messages: Vec<ChatMessage>,
     max_tokens: Option<u32>,
     temperature: Option<f64>,
     seed: Option<u64>,
 ) -> ApiResult<Billed> {
+    let prompt = messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
     if prompt.len() > PROMPT_BYTES_MAX {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -187,11 +188,11 @@ async fn run_paid(
         return Err(ApiError::bad_request("invalid_temperature", "temperature must be between 0 and 2"));
     }
     let model = find_model(state, model_name).await?;
-    if model.spec.backend != Backend::Infinigram {
+    if model.spec.backend == Backend::Retrieval {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "backend_not_served",
-            "this node serves only the built-in infinigram backend so far",
+            "the built-in retrieval backend is not served yet; infinigram and openai backends are",
         ));
     }
     let prompt_tokens = tokenize(&prompt).word_count() as u64;
@@ -235,24 +236,64 @@ async fn run_paid(
         }
     };
 
-    // 2. Run the model and attribute its answer (exact for the ∞-gram).
+    // 2. Run the model and attribute its answer: exact for the ∞-gram, span attribution of the
+    //    answer over the model's datanets for an upstream model.
     let view = state.index().view(&model.spec.datanets);
-    let sampling = Sampling { max_tokens: max_tokens as usize, temperature, seed: seed.unwrap_or(0) };
-    let prompt_for_model = prompt.clone();
     let model_started = std::time::Instant::now();
-    let generation =
-        match tokio::task::spawn_blocking(move || generate(&view, &prompt_for_model, &sampling)).await {
-            Ok(generation) => generation,
-            Err(error) => {
-                release(state.clone(), hold).await;
-                return Err(ApiError::internal(error));
+    let generation = match &model.spec.backend {
+        Backend::OpenAi { base_url, model: upstream, api_key, .. } => {
+            let answer = match call_upstream(
+                state,
+                base_url,
+                upstream,
+                api_key.as_deref(),
+                &messages,
+                max_tokens,
+                temperature,
+            )
+            .await
+            {
+                Ok(answer) => answer,
+                Err(error) => {
+                    release(state.clone(), hold).await;
+                    return Err(error);
+                }
+            };
+            let attributed = tokio::task::spawn_blocking(move || {
+                let attribution = tributary_attribution::attribute(
+                    &view,
+                    &answer,
+                    &tributary_attribution::SpanRule::default(),
+                );
+                let tokens = tokenize(&answer).word_count();
+                Generation { text: answer, tokens, attribution }
+            })
+            .await;
+            match attributed {
+                Ok(generation) => generation,
+                Err(error) => {
+                    release(state.clone(), hold).await;
+                    return Err(ApiError::internal(error));
+                }
             }
-        };
-
+        }
+        _ => {
+            let sampling = Sampling { max_tokens: max_tokens as usize, temperature, seed: seed.unwrap_or(0) };
+            let prompt_for_model = prompt.clone();
+            match tokio::task::spawn_blocking(move || generate(&view, &prompt_for_model, &sampling)).await {
+                Ok(generation) => generation,
+                Err(error) => {
+                    release(state.clone(), hold).await;
+                    return Err(ApiError::internal(error));
+                }
+            }
+        }
+    };
     let model_micros = model_started.elapsed().as_micros() as u64;
 
     // 3. The fee for what was used, split by the model's policy and the attribution.
-    let completion_tokens = generation.tokens as u64;
+    // Billed tokens never exceed what was held: an upstream may count differently and overrun.
+    let completion_tokens = (generation.tokens as u64).min(u64::from(max_tokens));
     let charged = fee(prompt_tokens, completion_tokens, price).expect("no larger than the held maximum");
     let mut by_contributor: std::collections::BTreeMap<u64, f64> = Default::default();
     for share in &generation.attribution.contributions {
@@ -330,6 +371,55 @@ async fn run_paid(
     Ok(Billed { model_micros, model, answer: generation.text, usage, receipt_id: record.id, extension })
 }
 
+/// Longest wait for an upstream model.
+pub const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+
+/// Forwards the conversation to an OpenAI-compatible server and returns its answer. Its failures
+/// are the caller's to see (502, or 504 on a timeout) and the caller is not charged.
+async fn call_upstream(
+    state: &AppState,
+    base_url: &str,
+    model: &str,
+    api_key: Option<&str>,
+    messages: &[ChatMessage],
+    max_tokens: u32,
+    temperature: f64,
+) -> ApiResult<String> {
+    let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+    let mut request = state
+        .upstream()
+        .post(&url)
+        .timeout(std::time::Duration::from_millis(UPSTREAM_TIMEOUT_MS))
+        .json(&serde_json::json!({"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}));
+    if let Some(key) = api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.map_err(|error| {
+        if error.is_timeout() {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", format!("the upstream model at {base_url} did not answer within {UPSTREAM_TIMEOUT_MS} ms; you were not charged"))
+        } else {
+            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unreachable", format!("the upstream model at {base_url} could not be reached ({error}); you were not charged"))
+        }
+    })?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        let detail = body["error"]["message"].as_str().unwrap_or("no error message");
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("the upstream model answered {}: {detail}; you were not charged", status.as_u16()),
+        ));
+    }
+    body["choices"][0]["message"]["content"].as_str().map(str::to_owned).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "the upstream answer has no choices[0].message.content; you were not charged",
+        )
+    })
+}
+
 pub fn receipt_id(id: u64) -> String {
     format!("rcpt_{id}")
 }
@@ -376,12 +466,11 @@ pub async fn chat_completions(
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("invalid_messages", "messages must not be empty"));
     }
-    let prompt = request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
     let billed = run_paid(
         &state,
         caller,
         &request.model,
-        prompt,
+        request.messages.clone(),
         request.max_completion_tokens.or(request.max_tokens),
         request.temperature,
         request.seed,
@@ -469,7 +558,7 @@ pub async fn completions(
         &state,
         caller,
         &request.model,
-        request.prompt,
+        vec![ChatMessage { role: "user".into(), content: request.prompt }],
         request.max_tokens,
         request.temperature,
         request.seed,

@@ -85,6 +85,8 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// HTTP client for upstream models (connection pool shared by all requests).
+    upstream: reqwest::Client,
     index: Arc<indexing::IndexManager>,
     config: ServerConfig,
     /// API key hash to account. Keys never change once issued, so entries never go stale.
@@ -97,6 +99,7 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, index: Arc<indexing::IndexManager>, config: ServerConfig) -> AppState {
         AppState {
             inner: Arc::new(Inner {
+                upstream: reqwest::Client::new(),
                 store,
                 index,
                 config,
@@ -109,6 +112,10 @@ impl AppState {
 
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    pub fn upstream(&self) -> &reqwest::Client {
+        &self.inner.upstream
     }
 
     pub fn index(&self) -> &Arc<indexing::IndexManager> {
