@@ -31,8 +31,9 @@ use crate::state::{
     TransferKind,
 };
 use crate::store::{
-    BATCH_COMMANDS_MAX, BatchResult, Command, IndexableContribution, LedgerSummary, NewReceipt, Outcome,
-    ReceiptRecord, ReceiptSigner, Request, Store, StoreError, StoreStats, SystemAccounts, receipt_hash,
+    BATCH_COMMANDS_MAX, BatchResult, Command, EarningLine, Earnings, IndexableContribution, LedgerSummary,
+    NewReceipt, Outcome, Payment, ReceiptRecord, ReceiptSigner, Request, Store, StoreError, StoreStats,
+    SystemAccounts, receipt_hash,
 };
 
 /// Submissions that may wait for the writer; beyond this the store answers "overloaded".
@@ -171,6 +172,17 @@ CREATE TABLE receipts (
     transfers TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL
 );
+"#,
+    r#"
+-- Each split line of each settlement, by payee: the earnings views.
+CREATE TABLE earnings (
+    account INTEGER NOT NULL,
+    receipt INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    amount BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, receipt, role)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -569,6 +581,58 @@ impl Store for SqliteStore {
                 })
             })
             .transpose()
+        })
+        .await
+    }
+
+    async fn earnings(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Earnings, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(internal)?;
+            let mut earnings = Earnings::default();
+            let mut by_role: std::collections::BTreeMap<String, u128> = Default::default();
+            let mut receipts = HashSet::new();
+            let mut all = tx
+                .prepare_cached("SELECT receipt, role, amount FROM earnings WHERE account = ?1")
+                .map_err(internal)?;
+            let mut rows = all.query([account.0 as i64]).map_err(internal)?;
+            while let Some(row) = rows.next().map_err(internal)? {
+                let receipt: i64 = row.get(0).map_err(internal)?;
+                let role: String = row.get(1).map_err(internal)?;
+                let amount: Units = row.get(2).map_err(internal)?;
+                let entry = by_role.entry(role).or_default();
+                *entry = entry.checked_add(amount.0).ok_or_else(|| internal("earnings overflow"))?;
+                receipts.insert(receipt);
+            }
+            drop(rows);
+            drop(all);
+            let total = by_role.values().try_fold(0u128, |s, v| s.checked_add(*v)).ok_or_else(|| internal("earnings overflow"))?;
+            earnings.total = Amount(total);
+            earnings.by_role = by_role.into_iter().map(|(role, amount)| (role, Amount(amount))).collect();
+            earnings.inferences = receipts.len() as u64;
+            let mut page = tx
+                .prepare_cached(
+                    "SELECT receipt, role, amount, created_at_ms FROM earnings WHERE account = ?1 AND receipt < ?2
+                     ORDER BY receipt DESC, role LIMIT ?3",
+                )
+                .map_err(internal)?;
+            let before = before.map_or(i64::MAX, |b| b as i64);
+            let rows = page
+                .query_map(params![account.0 as i64, before, limit], |row| {
+                    Ok(EarningLine {
+                        receipt: row.get::<_, i64>(0)? as u64,
+                        role: row.get(1)?,
+                        amount: Amount(row.get::<_, Units>(2)?.0),
+                        created_at_ms: row.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .map_err(internal)?;
+            earnings.lines = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)?;
+            Ok(earnings)
         })
         .await
     }
@@ -1470,7 +1534,7 @@ fn settle_inference(
     state: &mut WriterState,
     hold: TransferId,
     fee: Amount,
-    payments: &[(AccountId, Amount)],
+    payments: &[Payment],
     receipt: &NewReceipt,
     now_ms: u64,
     writes: &mut BatchWrites,
@@ -1484,11 +1548,11 @@ fn settle_inference(
     if pending.credit != state.system.clearing || pending.debit != receipt.caller {
         return Ok(Err(StoreError::Forbidden(format!("hold {hold} is not this caller's inference hold"))));
     }
-    let total = payments.iter().try_fold(0u128, |sum, (_, amount)| sum.checked_add(amount.0));
+    let total = payments.iter().try_fold(0u128, |sum, payment| sum.checked_add(payment.amount.0));
     if total != Some(fee.0) {
         return Ok(Err(StoreError::Invalid("split lines do not add up to the fee".into())));
     }
-    for (payee, _) in payments {
+    for Payment { account: payee, .. } in payments {
         if *payee == state.system.clearing {
             return Ok(Err(StoreError::Invalid("the clearing account is not a payee".into())));
         }
@@ -1502,7 +1566,7 @@ fn settle_inference(
     };
     record_transfer(tx, &posted, writes)?;
     let mut transfers = vec![posted.id];
-    for &(payee, amount) in payments.iter().filter(|(_, amount)| !amount.is_zero()) {
+    for &Payment { account: payee, amount, .. } in payments.iter().filter(|p| !p.amount.is_zero()) {
         // Checked above: clearing now holds exactly the fee, and every payee can receive.
         let paid = state
             .ledger
@@ -1544,6 +1608,18 @@ fn settle_inference(
         serde_json::to_string(&record.transfers).expect("ids serialize"),
         now_ms as i64
     ])?;
+    let mut earning = tx.prepare_cached(
+        "INSERT INTO earnings (account, receipt, role, amount, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for payment in payments.iter().filter(|p| !p.amount.is_zero()) {
+        earning.execute(params![
+            payment.account.0 as i64,
+            id as i64,
+            payment.role,
+            Units(payment.amount.0),
+            now_ms as i64
+        ])?;
+    }
     state.next_receipt_id += 1;
     state.last_receipt_hash = hash;
     Ok(Ok(Outcome::InferenceSettled(record)))

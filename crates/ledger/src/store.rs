@@ -82,9 +82,38 @@ pub enum Command {
     SettleInference {
         hold: TransferId,
         fee: Amount,
-        payments: Vec<(AccountId, Amount)>,
+        payments: Vec<Payment>,
         receipt: NewReceipt,
     },
+}
+
+/// One split line of a settlement: who is paid, in which role, how much.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub account: AccountId,
+    /// owner, data, data_pool, validators or protocol.
+    pub role: String,
+    pub amount: Amount,
+}
+
+/// What an account earned from paid inferences.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Earnings {
+    /// Total per role, by role name.
+    pub by_role: Vec<(String, Amount)>,
+    pub total: Amount,
+    /// Paid inferences that paid this account anything.
+    pub inferences: u64,
+    /// The requested page of lines, newest first.
+    pub lines: Vec<EarningLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarningLine {
+    pub receipt: u64,
+    pub role: String,
+    pub amount: Amount,
+    pub created_at_ms: u64,
 }
 
 /// The parts of a receipt the caller provides; the store adds its id, time, the previous
@@ -328,6 +357,14 @@ pub trait Store: Send + Sync + 'static {
     async fn models(&self) -> Result<Vec<Model>, StoreError>;
     async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
     async fn receipt(&self, id: u64) -> Result<Option<ReceiptRecord>, StoreError>;
+    /// An account's earnings from paid inferences: totals, and lines for receipts below `before`
+    /// (all when `None`), newest first, at most `limit`.
+    async fn earnings(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Earnings, StoreError>;
     /// Transfers that debit or credit `account`, newest first.
     async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError>;
     /// Recomputes the summary from persisted state, replaying the whole history and checking every

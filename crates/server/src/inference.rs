@@ -344,7 +344,14 @@ async fn run_paid(
             "free models (all prices zero) are not served yet",
         ));
     };
-    let payments = lines.iter().map(|l| (l.payee, l.amount)).collect();
+    let payments = lines
+        .iter()
+        .map(|l| tributary_ledger::store::Payment {
+            account: l.payee,
+            role: l.role.as_str().to_owned(),
+            amount: l.amount,
+        })
+        .collect();
     let command = Command::SettleInference {
         hold,
         fee: charged,

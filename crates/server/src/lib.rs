@@ -223,6 +223,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(routes::create_account))
         .routes(routes!(routes::get_account, routes::update_account))
         .routes(routes!(routes::account_transfers))
+        .routes(routes!(routes::earnings))
         .routes(routes!(routes::deposit))
         .routes(routes!(routes::transfer))
         .routes(routes!(routes::get_transfer))

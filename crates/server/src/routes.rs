@@ -717,3 +717,87 @@ pub async fn get_receipt(
         body: record.body,
     }))
 }
+
+#[derive(serde::Deserialize, utoipa::IntoParams, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct EarningsQuery {
+    /// Lines per page (1 to 1000, default 100).
+    pub limit: Option<u32>,
+    /// Only lines of receipts before this one (`rcpt_N`): the next page.
+    pub before: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema, Debug)]
+pub struct EarningLineWire {
+    pub receipt: String,
+    pub role: String,
+    #[schema(value_type = String)]
+    pub amount: tributary_core::Amount,
+    pub created_at_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema, Debug)]
+pub struct EarningsResponse {
+    #[schema(value_type = String)]
+    pub account: AccountId,
+    #[schema(value_type = String)]
+    pub total: tributary_core::Amount,
+    /// Totals per role (owner, data, data_pool, validators, protocol).
+    #[schema(value_type = Object)]
+    pub by_role: std::collections::BTreeMap<String, String>,
+    /// Paid inferences that paid this account.
+    pub inferences: u64,
+    pub lines: Vec<EarningLineWire>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next_before: Option<String>,
+}
+
+/// What an account earned from paid inferences: totals and per-inference lines, newest first
+/// (your own account, or any as the operator).
+#[utoipa::path(get, path = "/v1/accounts/{id}/earnings", params(("id" = String, Path), EarningsQuery),
+    responses((status = 200, body = EarningsResponse), (status = 404, body = ErrorBody)))]
+pub async fn earnings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<EarningsQuery>,
+) -> ApiResult<Json<EarningsResponse>> {
+    let id: AccountId = parse_id(&id)?;
+    require_self_or_operator(&caller, id)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=limits::LIST_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {}", limits::LIST_LIMIT_MAX),
+        ));
+    }
+    let before = query
+        .before
+        .map(|b| {
+            b.strip_prefix("rcpt_")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_id", format!("invalid receipt id {b:?}")))
+        })
+        .transpose()?;
+    let earnings = state.store().earnings(id, before, limit).await?;
+    let next_before = (earnings.lines.len() as u32 == limit)
+        .then(|| earnings.lines.last().map(|l| crate::inference::receipt_id(l.receipt)))
+        .flatten();
+    Ok(Json(EarningsResponse {
+        account: id,
+        total: earnings.total,
+        by_role: earnings.by_role.into_iter().map(|(role, amount)| (role, amount.to_string())).collect(),
+        inferences: earnings.inferences,
+        lines: earnings
+            .lines
+            .into_iter()
+            .map(|l| EarningLineWire {
+                receipt: crate::inference::receipt_id(l.receipt),
+                role: l.role,
+                amount: l.amount,
+                created_at_ms: l.created_at_ms,
+            })
+            .collect(),
+        next_before,
+    }))
+}

@@ -234,6 +234,15 @@ enum AccountCommand {
         #[arg(long, conflicts_with = "address")]
         clear: bool,
     },
+    /// What an account earned from paid inferences: totals and lines, newest first.
+    Earnings {
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Receipt id to page from (the previous page's next_before).
+        #[arg(long)]
+        before: Option<String>,
+    },
     /// List an account's transfers, newest first.
     Transfers {
         id: String,
@@ -424,6 +433,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         anyhow::bail!("give an address, or --clear to remove it");
                     }
                     client.patch(&format!("/v1/accounts/{id}"), json!({"payout_address": address})).await?
+                }
+                AccountCommand::Earnings { id, limit, before } => {
+                    let page = before.map(|b| format!("&before={b}")).unwrap_or_default();
+                    client.get(&format!("/v1/accounts/{id}/earnings?limit={limit}{page}")).await?
                 }
                 AccountCommand::Transfers { id, limit } => {
                     client.get(&format!("/v1/accounts/{id}/transfers?limit={limit}")).await?

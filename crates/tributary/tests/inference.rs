@@ -225,6 +225,34 @@ async fn a_paid_chat_completion_moves_exactly_the_fee_and_is_receipted() {
         .await;
     assert_eq!((status, completion["object"].as_str()), (200, Some("text_completion")), "{completion}");
 
+    // Earnings views: Alice earned only from data lines; Bob as the owner; pages of lines.
+    let (status, earned) =
+        node.call("GET", &format!("/v1/accounts/{alice}/earnings"), Some(&alice_key), None).await;
+    assert_eq!(status, 200, "{earned}");
+    assert_eq!(
+        earned["total"],
+        json!(balance(&node, &alice).await.0),
+        "every unit Alice has, she earned from data"
+    );
+    assert_eq!(
+        earned["by_role"].as_object().map(|r| r.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["data".to_owned()])
+    );
+    assert_eq!(earned["inferences"].as_u64(), Some(earned["lines"].as_array().map_or(0, Vec::len) as u64));
+    let (_, owner) =
+        node.call("GET", &format!("/v1/accounts/{bob}/earnings?limit=1"), Some(&bob_key), None).await;
+    assert_eq!(owner["total"], json!(balance(&node, &bob).await.0));
+    assert_eq!(owner["lines"].as_array().map(Vec::len), Some(1));
+    let next = owner["next_before"].as_str().expect("more pages").to_owned();
+    let (_, second) = node
+        .call("GET", &format!("/v1/accounts/{bob}/earnings?limit=1&before={next}"), Some(&bob_key), None)
+        .await;
+    assert_ne!(second["lines"][0]["receipt"], owner["lines"][0]["receipt"]);
+    assert_eq!(
+        node.call("GET", &format!("/v1/accounts/{alice}/earnings"), Some(&bob_key), None).await.0,
+        404
+    );
+
     // Refusals change nothing.
     let (dave, dave_key) = account(&node, "dave").await;
     deposit(&node, &dave, "3").await;
