@@ -22,6 +22,7 @@
 //! index version always give the same result, and an auditor can re-run it.
 
 pub mod infinigram;
+pub mod retrieval;
 
 use std::collections::BTreeMap;
 

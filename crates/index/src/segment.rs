@@ -69,6 +69,14 @@ pub struct DocumentInput<'a> {
     pub text: &'a str,
 }
 
+/// A segment's inverted index: for each word, the documents containing it with its count, and
+/// each document's length in words.
+#[derive(Debug, Default)]
+pub struct Bm25Postings {
+    pub postings: std::collections::HashMap<u16, Vec<(u32, u32)>>,
+    pub lengths: Vec<u32>,
+}
+
 /// Where a document starts in a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DocumentEntry {
@@ -97,6 +105,8 @@ pub struct Segment {
     suffix_bits: u32,
     suffixes_at: usize,
     checksums: [[u8; 32]; SECTIONS],
+    /// The BM25 inverted index, built from the token array on first use.
+    bm25: std::sync::OnceLock<Bm25Postings>,
     sections: [(usize, usize); SECTIONS],
 }
 
@@ -568,8 +578,37 @@ impl Segment {
             suffixes_at: sections[SECTION_SUFFIXES].0,
             suffix_bits,
             checksums,
+            bm25: std::sync::OnceLock::new(),
             sections,
             map,
+        })
+    }
+
+    /// The segment's inverted index for BM25, built on first use (one pass over the tokens).
+    pub fn bm25(&self) -> &Bm25Postings {
+        self.bm25.get_or_init(|| {
+            let mut postings: std::collections::HashMap<u16, Vec<(u32, u32)>> =
+                std::collections::HashMap::new();
+            let mut lengths = Vec::with_capacity(self.documents.len());
+            for (index, document) in self.documents.iter().enumerate() {
+                let end =
+                    self.documents.get(index + 1).map_or(self.token_count, |next| next.first_token as usize);
+                let mut counts: std::collections::HashMap<u16, u32> = std::collections::HashMap::new();
+                let mut length = 0u32;
+                for position in document.first_token as usize..end.min(self.token_count) {
+                    if let Some(token) = self.token(position)
+                        && u32::from(token) >= FIRST_WORD_ID
+                    {
+                        *counts.entry(token).or_default() += 1;
+                        length += 1;
+                    }
+                }
+                for (token, count) in counts {
+                    postings.entry(token).or_default().push((index as u32, count));
+                }
+                lengths.push(length);
+            }
+            Bm25Postings { postings, lengths }
         })
     }
 

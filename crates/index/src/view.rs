@@ -161,6 +161,62 @@ impl IndexView {
         spans
     }
 
+    /// The `k` contributions that best match `query` by BM25 (k1 = 1.2, b = 0.75, idf
+    /// `ln(1 + (N - df + 0.5) / (df + 0.5))` over the whole view), best first, ties by id.
+    pub fn bm25_top(&self, query: &[&str], k: usize) -> Vec<(Occurrence, f64)> {
+        let (k1, b) = (1.2, 0.75);
+        let documents: usize = self.segments.iter().map(|s| s.documents().len()).sum();
+        let total_length: u64 =
+            self.segments.iter().map(|s| s.bm25().lengths.iter().map(|&l| u64::from(l)).sum::<u64>()).sum();
+        if documents == 0 {
+            return Vec::new();
+        }
+        let average = total_length as f64 / documents as f64;
+        let mut terms: Vec<&str> = query.to_vec();
+        terms.sort_unstable();
+        terms.dedup();
+        let df = |term: &str| -> usize {
+            self.segments
+                .iter()
+                .filter_map(|s| s.lookup(term).and_then(|t| s.bm25().postings.get(&t)).map(Vec::len))
+                .sum()
+        };
+        let mut scores: std::collections::HashMap<(usize, u32), f64> = std::collections::HashMap::new();
+        for term in terms {
+            let frequency = df(term) as f64;
+            if frequency == 0.0 {
+                continue;
+            }
+            let idf = (1.0 + (documents as f64 - frequency + 0.5) / (frequency + 0.5)).ln();
+            for (index, segment) in self.segments.iter().enumerate() {
+                let Some(token) = segment.lookup(term) else { continue };
+                let postings = segment.bm25();
+                for &(document, tf) in postings.postings.get(&token).into_iter().flatten() {
+                    let length = f64::from(postings.lengths[document as usize]);
+                    let tf = f64::from(tf);
+                    *scores.entry((index, document)).or_default() +=
+                        idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * length / average.max(1.0)));
+                }
+            }
+        }
+        let mut ranked: Vec<(Occurrence, f64)> = scores
+            .into_iter()
+            .map(|((index, document), score)| {
+                let entry = self.segments[index].documents()[document as usize];
+                let occurrence = Occurrence {
+                    datanet: self.datanets[index],
+                    contribution: entry.contribution,
+                    contributor: entry.contributor,
+                    offset: 0,
+                };
+                (occurrence, score)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.contribution.cmp(&b.0.contribution)));
+        ranked.truncate(k);
+        ranked
+    }
+
     /// Draws the next word from the ∞-gram distribution at temperature 1 without enumerating it:
     /// a uniformly random occurrence of the longest suffix of `context` that occurs (followed by a
     /// word) is exactly a draw proportional to the continuations' counts, and it names the

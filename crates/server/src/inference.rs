@@ -9,9 +9,11 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tributary_attribution::infinigram::{Generation, Sampling, generate};
+use tributary_attribution::retrieval::{PASSAGES, combine, extract, retrieve};
 use tributary_core::money::{InferencePayees, fee, split_inference};
 use tributary_core::registry::{Backend, Model};
-use tributary_core::{AccountId, Amount, ModelId, TransferId};
+use tributary_core::{AccountId, Amount, ContributionId, ModelId, TransferId};
+use tributary_index::IndexView;
 use tributary_index::tokenize::tokenize;
 use tributary_ledger::store::{Command, NewReceipt, Outcome, Request};
 use utoipa::ToSchema;
@@ -188,13 +190,6 @@ async fn run_paid(
         return Err(ApiError::bad_request("invalid_temperature", "temperature must be between 0 and 2"));
     }
     let model = find_model(state, model_name).await?;
-    if model.spec.backend == Backend::Retrieval {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "backend_not_served",
-            "the built-in retrieval backend is not served yet; infinigram and openai backends are",
-        ));
-    }
     let prompt_tokens = tokenize(&prompt).word_count() as u64;
     let price = &model.spec.price;
     let most = fee(prompt_tokens, u64::from(max_tokens), price)
@@ -241,7 +236,41 @@ async fn run_paid(
     let view = state.index().view(&model.spec.datanets);
     let model_started = std::time::Instant::now();
     let generation = match &model.spec.backend {
-        Backend::OpenAi { base_url, model: upstream, api_key, .. } => {
+        Backend::Retrieval => match answer_by_retrieval(state, view, &prompt, max_tokens).await {
+            Ok(generation) => generation,
+            Err(error) => {
+                release(state.clone(), hold).await;
+                return Err(error);
+            }
+        },
+        Backend::OpenAi { base_url, model: upstream, api_key, rag } => {
+            let retrieved = if *rag == Some(true) {
+                let (view, question) = (view.clone(), prompt.clone());
+                tokio::task::spawn_blocking(move || retrieve(&view, &question, PASSAGES))
+                    .await
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let mut messages = messages.clone();
+            if !retrieved.is_empty() {
+                // RAG: the best passages go first, as a system message the upstream model reads.
+                let mut context = String::from("Answer using these passages where they help:\n");
+                for (number, (hit, _)) in retrieved.iter().enumerate() {
+                    let text = state
+                        .store()
+                        .contribution(ContributionId(hit.contribution))
+                        .await?
+                        .map(|c| c.text)
+                        .unwrap_or_default();
+                    context.push_str(&format!(
+                        "[{}] {}\n",
+                        number + 1,
+                        extract(&text, &prompt, RAG_PASSAGE_WORDS)
+                    ));
+                }
+                messages.insert(0, ChatMessage { role: "system".into(), content: context });
+            }
             let answer = match call_upstream(
                 state,
                 base_url,
@@ -260,13 +289,13 @@ async fn run_paid(
                 }
             };
             let attributed = tokio::task::spawn_blocking(move || {
-                let attribution = tributary_attribution::attribute(
+                let spans = tributary_attribution::attribute(
                     &view,
                     &answer,
                     &tributary_attribution::SpanRule::default(),
                 );
                 let tokens = tokenize(&answer).word_count();
-                Generation { text: answer, tokens, attribution }
+                Generation { text: answer, tokens, attribution: combine(spans, &retrieved) }
             })
             .await;
             match attributed {
@@ -376,6 +405,44 @@ async fn run_paid(
         attribution: body.attribution,
     };
     Ok(Billed { model_micros, model, answer: generation.text, usage, receipt_id: record.id, extension })
+}
+
+/// Words of each retrieved passage given to an upstream model (RAG).
+pub const RAG_PASSAGE_WORDS: usize = 150;
+
+/// The built-in retrieval model: BM25 over the model's datanets picks the best contributions; the
+/// answer is extracted verbatim from the best one; credit combines the retrieval scores with span
+/// attribution of the answer.
+async fn answer_by_retrieval(
+    state: &AppState,
+    view: IndexView,
+    question: &str,
+    max_tokens: u32,
+) -> ApiResult<Generation> {
+    let (search, asked) = (view.clone(), question.to_owned());
+    let retrieved = tokio::task::spawn_blocking(move || retrieve(&search, &asked, PASSAGES))
+        .await
+        .map_err(ApiError::internal)?;
+    let answer = match retrieved.first() {
+        Some((best, _)) => {
+            let text = state
+                .store()
+                .contribution(ContributionId(best.contribution))
+                .await?
+                .map(|c| c.text)
+                .unwrap_or_default();
+            extract(&text, question, max_tokens as usize)
+        }
+        None => String::new(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let spans =
+            tributary_attribution::attribute(&view, &answer, &tributary_attribution::SpanRule::default());
+        let tokens = tokenize(&answer).word_count();
+        Generation { text: answer, tokens, attribution: combine(spans, &retrieved) }
+    })
+    .await
+    .map_err(ApiError::internal)
 }
 
 /// Longest wait for an upstream model.
