@@ -225,6 +225,9 @@ async fn run_paid(
             Err(error) => return Err(error.into()),
         }
     };
+    // If this request is dropped midway (the client went away), the guard voids the hold at once
+    // instead of leaving it to its timeout.
+    let mut guard = HoldGuard { state: state.clone(), caller: caller.account, hold };
     let release = |state: AppState, hold: Option<TransferId>| async move {
         if let Some(hold) = hold {
             let _ = state.store().execute(Command::VoidHold { caller: caller.account, hold }.into()).await;
@@ -388,7 +391,10 @@ async fn run_paid(
         receipt: NewReceipt { caller: caller.account, model: model.id, body: body_json },
     };
     let record = match state.store().execute(Request::from(command)).await {
-        Ok(Outcome::InferenceSettled(record)) => record,
+        Ok(Outcome::InferenceSettled(record)) => {
+            guard.hold = None;
+            record
+        }
         Ok(other) => {
             release(state.clone(), Some(hold)).await;
             return Err(ApiError::internal(format!("unexpected outcome {other:?}")));
@@ -405,6 +411,26 @@ async fn run_paid(
         attribution: body.attribution,
     };
     Ok(Billed { model_micros, model, answer: generation.text, usage, receipt_id: record.id, extension })
+}
+
+/// Voids an inference hold when dropped while still armed: a request cancelled mid-flight (the
+/// client disconnected) never leaves money held.
+struct HoldGuard {
+    state: AppState,
+    caller: AccountId,
+    hold: Option<TransferId>,
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            let (state, caller) = (self.state.clone(), self.caller);
+            tokio::spawn(async move {
+                // Already voided or settled is fine: nothing is held either way.
+                let _ = state.store().execute(Command::VoidHold { caller, hold }.into()).await;
+            });
+        }
+    }
 }
 
 /// Words of each retrieved passage given to an upstream model (RAG).

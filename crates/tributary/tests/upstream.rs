@@ -125,3 +125,54 @@ async fn a_node_serves_a_model_from_another_node() {
     let (_, ledger) = node.call("GET", "/v1/ledger", Some(&node.operator_key), None).await;
     assert_eq!((ledger["balanced"].as_bool(), ledger["holds_pending"].as_u64()), (Some(true), Some(0)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_leaves_nothing_held() {
+    // An upstream that accepts connections and never answers: a real socket, misbehaving.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hanging_address = hanging.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in hanging.incoming() {
+            open.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let (_, alice_key) = account(&node, "alice").await;
+    let datanet = datanet_with_psalm(&node, &alice_key).await;
+    let (_, bob_key) = account(&node, "bob").await;
+    let stuck = model(
+        &node,
+        &bob_key,
+        &datanet,
+        json!({"kind": "openai", "base_url": format!("http://{hanging_address}/v1"), "model": "x"}),
+    )
+    .await;
+    let (carol, carol_key) = account(&node, "carol").await;
+    deposit(&node, &carol, "1000000").await;
+
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(600)).build().expect("client");
+    let call = client
+        .post(node.url("/v1/chat/completions"))
+        .bearer_auth(&carol_key)
+        .json(&json!({"model": stuck, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}))
+        .send();
+    let watcher = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        balance(&node, &carol).await
+    };
+    let (result, during) = tokio::join!(call, watcher);
+    assert!(result.is_err(), "the client gave up");
+    assert_ne!(during.1, "0", "money was held while the upstream was working");
+    let started = Instant::now();
+    loop {
+        let (available, held) = balance(&node, &carol).await;
+        if held == "0" {
+            assert_eq!(available, "1000000", "nothing was charged");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the hold outlived the hung-up request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
