@@ -84,11 +84,84 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
             .await?;
         keys.push(field(&caller, "api_key")?);
     }
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
-    let url = format!("{base}/v1/chat/completions");
+    // A near-zero-time upstream for the gateway comparison: answers every chat request at once with
+    // the same short text (the node still holds, attributes, splits, settles and signs).
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_address = upstream.local_addr()?;
+    let trivial = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            axum::Json(json!({"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "the upstream answers at once"}, "finish_reason": "stop"}]}))
+        }),
+    );
+    let upstream_server = tokio::spawn(async move { axum::serve(upstream, trivial).await });
+    let fast_model = field(
+        &owner
+            .post(
+                "/v1/models",
+                json!({"name": "fast-upstream", "datanets": [datanet],
+                       "backend": {"kind": "openai", "base_url": format!("http://{upstream_address}/v1"), "model": "trivial"},
+                       "price": {"input_per_1k": "1000", "output_per_1k": "2000", "request": "1"},
+                       "split": {"owner_bps": 5000, "data_bps": 3500, "validators_bps": 1000, "protocol_bps": 500}}),
+            )
+            .await?,
+        "id",
+    )?;
     let prompts: Arc<Vec<String>> = Arc::new(
         (0..256).map(|i| corpus.document(i).split(' ').take(12).collect::<Vec<_>>().join(" ")).collect(),
     );
+    println!(
+        "\n| model | paid requests/s (closed loop, {} clients) | completion tokens/s | latency p50 / p99 | gateway overhead p50 / p99 at {} requests/s offered |",
+        args.clients, args.rate
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (label, model) in
+        [("infinigram, max_tokens 64", &model), ("openai upstream answering at once", &fast_model)]
+    {
+        let run = measure(&args, &base, &keys, &prompts, model).await?;
+        println!(
+            "| {label} | {:.0} | {:.0} | {:.2} / {:.2} ms | {:.3} / {:.3} ms ({:.0}/s achieved) |",
+            run.requests_per_second,
+            run.tokens_per_second,
+            run.latency_p50_ms,
+            run.latency_p99_ms,
+            run.overhead_p50_ms,
+            run.overhead_p99_ms,
+            run.achieved_rate
+        );
+    }
+    let ledger = operator.get("/v1/ledger").await?;
+    anyhow::ensure!(ledger["balanced"] == json!(true), "the ledger does not balance after the runs");
+    anyhow::ensure!(ledger["holds_pending"] == json!(0), "holds left behind");
+    println!(
+        "\nafter the runs: ledger balanced, no hold pending, {} transfers; index of {} words",
+        ledger["transfers"], args.tokens
+    );
+    upstream_server.abort();
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
+
+struct Run {
+    requests_per_second: f64,
+    tokens_per_second: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    overhead_p50_ms: f64,
+    overhead_p99_ms: f64,
+    achieved_rate: f64,
+}
+
+async fn measure(
+    args: &InferenceBenchArgs,
+    base: &str,
+    keys: &[String],
+    prompts: &Arc<Vec<String>>,
+    model: &str,
+) -> anyhow::Result<Run> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
+    let url = format!("{base}/v1/chat/completions");
     let request = |prompt: &str, seed: u64| json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": args.max_tokens, "seed": seed});
 
     // 1. Throughput: closed loop, every client sending as fast as its answers come back.
@@ -96,7 +169,7 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (n, key) in keys.iter().enumerate() {
-        let (http, url, key, prompts) = (http.clone(), url.clone(), key.clone(), Arc::clone(&prompts));
+        let (http, url, key, prompts) = (http.clone(), url.clone(), key.clone(), Arc::clone(prompts));
         let bodies: Vec<Value> =
             (0..prompts.len()).map(|i| request(&prompts[i], (n * 1000 + i) as u64)).collect();
         tasks.push(tokio::spawn(async move {
@@ -154,31 +227,14 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     }
     let achieved = total as f64 / started.elapsed().as_secs_f64();
     overheads.sort_unstable();
-    let ledger = operator.get("/v1/ledger").await?;
-    anyhow::ensure!(ledger["balanced"] == json!(true), "the ledger does not balance after the run");
-    anyhow::ensure!(ledger["holds_pending"] == json!(0), "holds left behind");
 
-    println!("\n| measure | value |");
-    println!("| --- | ---: |");
-    println!("| index | {} words in {documents} contributions |", args.tokens);
-    println!(
-        "| paid chat completions, {} clients, closed loop, max_tokens {} | {:.0} requests/s ({:.0} completion tokens/s), p50 {:.2} ms, p99 {:.2} ms |",
-        args.clients,
-        args.max_tokens,
-        done as f64 / elapsed,
-        tokens as f64 / elapsed,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99)
-    );
-    println!(
-        "| gateway overhead at {} requests/s offered ({achieved:.0}/s achieved, {} samples) | p50 {:.3} ms, p99 {:.3} ms |",
-        args.rate,
-        overheads.len(),
-        percentile(&overheads, 0.5),
-        percentile(&overheads, 0.99)
-    );
-    println!("| after the run | ledger balanced, no hold pending, {} transfers |", ledger["transfers"]);
-    let _ = stop.send(());
-    server.await??;
-    Ok(())
+    Ok(Run {
+        requests_per_second: done as f64 / elapsed,
+        tokens_per_second: tokens as f64 / elapsed,
+        latency_p50_ms: percentile(&latencies, 0.5),
+        latency_p99_ms: percentile(&latencies, 0.99),
+        overhead_p50_ms: percentile(&overheads, 0.5),
+        overhead_p99_ms: percentile(&overheads, 0.99),
+        achieved_rate: achieved,
+    })
 }
