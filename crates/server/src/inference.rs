@@ -116,6 +116,16 @@ pub struct ReceiptBody {
     pub prompt_hash: String,
     pub answer_hash: String,
     pub index_version: String,
+    /// What a replay needs to re-run the model: its backend kind and the sampling used.
+    pub backend: String,
+    pub sampling: SamplingWire,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Copy, PartialEq)]
+pub struct SamplingWire {
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub seed: u64,
 }
 
 mod id_string {
@@ -238,87 +248,12 @@ async fn run_paid(
     //    answer over the model's datanets for an upstream model.
     let view = state.index().view(&model.spec.datanets);
     let model_started = std::time::Instant::now();
-    let generation = match &model.spec.backend {
-        Backend::Retrieval => match answer_by_retrieval(state, view, &prompt, max_tokens).await {
-            Ok(generation) => generation,
-            Err(error) => {
-                release(state.clone(), hold).await;
-                return Err(error);
-            }
-        },
-        Backend::OpenAi { base_url, model: upstream, api_key, rag } => {
-            let retrieved = if *rag == Some(true) {
-                let (view, question) = (view.clone(), prompt.clone());
-                tokio::task::spawn_blocking(move || retrieve(&view, &question, PASSAGES))
-                    .await
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let mut messages = messages.clone();
-            if !retrieved.is_empty() {
-                // RAG: the best passages go first, as a system message the upstream model reads.
-                let mut context = String::from("Answer using these passages where they help:\n");
-                for (number, (hit, _)) in retrieved.iter().enumerate() {
-                    let text = state
-                        .store()
-                        .contribution(ContributionId(hit.contribution))
-                        .await?
-                        .map(|c| c.text)
-                        .unwrap_or_default();
-                    context.push_str(&format!(
-                        "[{}] {}\n",
-                        number + 1,
-                        extract(&text, &prompt, RAG_PASSAGE_WORDS)
-                    ));
-                }
-                messages.insert(0, ChatMessage { role: "system".into(), content: context });
-            }
-            let answer = match call_upstream(
-                state,
-                base_url,
-                upstream,
-                api_key.as_deref(),
-                &messages,
-                max_tokens,
-                temperature,
-            )
-            .await
-            {
-                Ok(answer) => answer,
-                Err(error) => {
-                    release(state.clone(), hold).await;
-                    return Err(error);
-                }
-            };
-            let attributed = tokio::task::spawn_blocking(move || {
-                let spans = tributary_attribution::attribute(
-                    &view,
-                    &answer,
-                    &tributary_attribution::SpanRule::default(),
-                );
-                let tokens = tokenize(&answer).word_count();
-                Generation { text: answer, tokens, attribution: combine(spans, &retrieved) }
-            })
-            .await;
-            match attributed {
-                Ok(generation) => generation,
-                Err(error) => {
-                    release(state.clone(), hold).await;
-                    return Err(ApiError::internal(error));
-                }
-            }
-        }
-        _ => {
-            let sampling = Sampling { max_tokens: max_tokens as usize, temperature, seed: seed.unwrap_or(0) };
-            let prompt_for_model = prompt.clone();
-            match tokio::task::spawn_blocking(move || generate(&view, &prompt_for_model, &sampling)).await {
-                Ok(generation) => generation,
-                Err(error) => {
-                    release(state.clone(), hold).await;
-                    return Err(ApiError::internal(error));
-                }
-            }
+    let sampling = Sampling { max_tokens: max_tokens as usize, temperature, seed: seed.unwrap_or(0) };
+    let generation = match produce(state, &model, view, &prompt, &messages, &sampling, None).await {
+        Ok(generation) => generation,
+        Err(error) => {
+            release(state.clone(), hold).await;
+            return Err(error);
         }
     };
     let model_micros = model_started.elapsed().as_micros() as u64;
@@ -365,6 +300,8 @@ async fn run_paid(
         prompt_hash: blake3::hash(prompt.as_bytes()).to_hex().to_string(),
         answer_hash: blake3::hash(generation.text.as_bytes()).to_hex().to_string(),
         index_version: generation.attribution.index_version.clone(),
+        backend: backend_kind(&model.spec.backend).to_owned(),
+        sampling: SamplingWire { max_tokens, temperature, seed: seed.unwrap_or(0) },
     };
     let body_json = serde_json::to_string(&body).map_err(ApiError::internal)?;
 
@@ -411,6 +348,177 @@ async fn run_paid(
         attribution: body.attribution,
     };
     Ok(Billed { model_micros, model, answer: generation.text, usage, receipt_id: record.id, extension })
+}
+
+/// Runs a model and attributes its answer: exact for the ∞-gram, retrieval credit plus span
+/// attribution for the retrieval model and for RAG, span attribution for an upstream answer.
+/// With `given_answer`, an upstream model is not called: the answer is taken as given (a replay of
+/// a receipt re-runs everything else).
+async fn produce(
+    state: &AppState,
+    model: &Model,
+    view: IndexView,
+    prompt: &str,
+    messages: &[ChatMessage],
+    sampling: &Sampling,
+    given_answer: Option<String>,
+) -> ApiResult<Generation> {
+    match &model.spec.backend {
+        Backend::Retrieval => answer_by_retrieval(state, view, prompt, sampling.max_tokens as u32).await,
+        Backend::OpenAi { base_url, model: upstream, api_key, rag } => {
+            let retrieved = if *rag == Some(true) {
+                let (view, question) = (view.clone(), prompt.to_owned());
+                tokio::task::spawn_blocking(move || retrieve(&view, &question, PASSAGES))
+                    .await
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let answer = match given_answer {
+                Some(answer) => answer,
+                None => {
+                    let mut messages = messages.to_vec();
+                    if !retrieved.is_empty() {
+                        // RAG: the best passages go first, as a system message the upstream reads.
+                        let mut context = String::from("Answer using these passages where they help:\n");
+                        for (number, (hit, _)) in retrieved.iter().enumerate() {
+                            let text = state
+                                .store()
+                                .contribution(ContributionId(hit.contribution))
+                                .await?
+                                .map(|c| c.text)
+                                .unwrap_or_default();
+                            context.push_str(&format!(
+                                "[{}] {}\n",
+                                number + 1,
+                                extract(&text, prompt, RAG_PASSAGE_WORDS)
+                            ));
+                        }
+                        messages.insert(0, ChatMessage { role: "system".into(), content: context });
+                    }
+                    let max_tokens = sampling.max_tokens as u32;
+                    call_upstream(
+                        state,
+                        base_url,
+                        upstream,
+                        api_key.as_deref(),
+                        &messages,
+                        max_tokens,
+                        sampling.temperature,
+                    )
+                    .await?
+                }
+            };
+            tokio::task::spawn_blocking(move || {
+                let spans = tributary_attribution::attribute(
+                    &view,
+                    &answer,
+                    &tributary_attribution::SpanRule::default(),
+                );
+                let tokens = tokenize(&answer).word_count();
+                Generation { text: answer, tokens, attribution: combine(spans, &retrieved) }
+            })
+            .await
+            .map_err(ApiError::internal)
+        }
+        Backend::Infinigram => {
+            let (prompt, sampling) = (prompt.to_owned(), *sampling);
+            tokio::task::spawn_blocking(move || generate(&view, &prompt, &sampling))
+                .await
+                .map_err(ApiError::internal)
+        }
+    }
+}
+
+fn backend_kind(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Infinigram => "infinigram",
+        Backend::Retrieval => "retrieval",
+        Backend::OpenAi { .. } => "openai",
+    }
+}
+
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The prompt exactly as the model saw it (a chat's message contents joined by newlines).
+    pub prompt: String,
+    /// The answer you received; required for upstream models (they are not called again).
+    #[serde(default)]
+    pub answer: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct ReplayResponse {
+    pub receipt_id: String,
+    pub index_version: String,
+    pub answer_matches: bool,
+    pub attribution_matches: bool,
+    /// The attribution computed now, to compare with the receipt's.
+    pub attribution: AttributionResponse,
+}
+
+/// Re-runs a receipt's inference against the index version it names and reports whether the
+/// answer and the attribution match the receipt: the auditor's check that the payees were the
+/// right ones. Nothing is charged. Upstream models are not called again: give the answer.
+#[utoipa::path(post, path = "/v1/receipts/{id}/replay", params(("id" = String, Path)), request_body = ReplayRequest,
+    responses((status = 200, body = ReplayResponse), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn replay_receipt(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiJson(request): ApiJson<ReplayRequest>,
+) -> ApiResult<Json<ReplayResponse>> {
+    let (record, _) = crate::routes::visible_receipt(&state, &caller, &id).await?;
+    let body: ReceiptBody = serde_json::from_str(&record.body).map_err(ApiError::internal)?;
+    if crate::hash_hex(&request.prompt) != body.prompt_hash {
+        return Err(ApiError::bad_request(
+            "prompt_mismatch",
+            "this is not the prompt the receipt names (its hash differs)",
+        ));
+    }
+    let model =
+        state.store().model(body.model).await?.ok_or_else(|| ApiError::not_found("model", body.model))?;
+    let view = state.index().view(&model.spec.datanets);
+    if view.version() != body.index_version {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "index_changed",
+            format!(
+                "the index is at version {} now; the receipt was made at {}",
+                view.version(),
+                body.index_version
+            ),
+        ));
+    }
+    if matches!(model.spec.backend, Backend::OpenAi { .. }) && request.answer.is_none() {
+        return Err(ApiError::bad_request(
+            "answer_required",
+            "an upstream model is not called again: send the answer you received",
+        ));
+    }
+    let sampling = Sampling {
+        max_tokens: body.sampling.max_tokens as usize,
+        temperature: body.sampling.temperature,
+        seed: body.sampling.seed,
+    };
+    let messages = [ChatMessage { role: "user".into(), content: request.prompt.clone() }];
+    let generation =
+        produce(&state, &model, view, &request.prompt, &messages, &sampling, request.answer.clone()).await?;
+    let answer = request.answer.unwrap_or_else(|| generation.text.clone());
+    let attribution: AttributionResponse = generation.attribution.into();
+    let same = |a: &AttributionResponse, b: &AttributionResponse| {
+        serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+    };
+    Ok(Json(ReplayResponse {
+        receipt_id: receipt_id(record.id),
+        index_version: body.index_version.clone(),
+        answer_matches: crate::hash_hex(&answer) == body.answer_hash
+            && crate::hash_hex(&generation.text) == body.answer_hash,
+        attribution_matches: same(&attribution, &body.attribution),
+        attribution,
+    }))
 }
 
 /// Voids an inference hold when dropped while still armed: a request cancelled mid-flight (the

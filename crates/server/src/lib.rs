@@ -242,6 +242,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(routes::ledger))
         .routes(routes!(routes::node_info))
         .routes(routes!(routes::get_receipt))
+        .routes(routes!(inference::replay_receipt))
         .routes(routes!(inference::chat_completions))
         .routes(routes!(inference::completions))
         .split_for_parts();

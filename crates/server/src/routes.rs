@@ -676,6 +676,29 @@ pub struct ReceiptResponse {
     pub transfers: Vec<String>,
 }
 
+/// A receipt and its parsed body, if `caller` may see it: its caller, the accounts it paid, and the
+/// operator; anyone else gets "not found".
+pub async fn visible_receipt(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<(tributary_ledger::store::ReceiptRecord, serde_json::Value)> {
+    let number = id.strip_prefix("rcpt_").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
+        ApiError::bad_request("invalid_id", format!("invalid receipt id {id:?}: expected rcpt_<number>"))
+    })?;
+    let record = state.store().receipt(number).await?.ok_or_else(|| ApiError::not_found("receipt", id))?;
+    let body: serde_json::Value = serde_json::from_str(&record.body).map_err(ApiError::internal)?;
+    let paid = body["splits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|line| line["account"].as_str() == Some(caller.account.to_string().as_str()));
+    if record.caller != caller.account && !paid && !caller.is_operator() {
+        return Err(ApiError::not_found("receipt", id));
+    }
+    Ok((record, body))
+}
+
 /// A receipt: for its caller, the accounts it paid, and the operator.
 #[utoipa::path(get, path = "/v1/receipts/{id}", params(("id" = String, Path)),
     responses((status = 200, body = ReceiptResponse), (status = 404, body = ErrorBody)))]
@@ -684,19 +707,7 @@ pub async fn get_receipt(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReceiptResponse>> {
-    let number = id.strip_prefix("rcpt_").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
-        ApiError::bad_request("invalid_id", format!("invalid receipt id {id:?}: expected rcpt_<number>"))
-    })?;
-    let record = state.store().receipt(number).await?.ok_or_else(|| ApiError::not_found("receipt", &id))?;
-    let body: serde_json::Value = serde_json::from_str(&record.body).map_err(ApiError::internal)?;
-    let paid = body["splits"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|line| line["account"].as_str() == Some(caller.account.to_string().as_str()));
-    if record.caller != caller.account && !paid && !caller.is_operator() {
-        return Err(ApiError::not_found("receipt", &id));
-    }
+    let (record, body) = visible_receipt(&state, &caller, &id).await?;
     let text = |field: &str| body[field].as_str().unwrap_or_default().to_owned();
     Ok(Json(ReceiptResponse {
         id: crate::inference::receipt_id(record.id),

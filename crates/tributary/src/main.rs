@@ -327,6 +327,10 @@ enum ReceiptCommand {
         /// A file holding the answer text you received, checked against the receipt's answer hash.
         #[arg(long)]
         answer: Option<PathBuf>,
+        /// A file holding the prompt as the model saw it: the node re-runs the inference at the
+        /// receipt's index version and checks that the answer and the attribution match.
+        #[arg(long)]
+        prompt: Option<PathBuf>,
     },
 }
 
@@ -573,7 +577,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     print_json(&client.get(&format!("/v1/receipts/{id}")).await?);
                     Ok(())
                 }
-                ReceiptCommand::Verify { id, answer } => {
+                ReceiptCommand::Verify { id, answer, prompt } => {
                     let receipt = client.get(&format!("/v1/receipts/{id}")).await?;
                     let node_info = client.get("/v1/node").await?;
                     let signed = demo::verify_receipt(&receipt, &node_info)?;
@@ -607,6 +611,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             }
                         }
                     };
+                    let read = |path: &PathBuf| -> anyhow::Result<String> {
+                        let text = std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        Ok(text.strip_suffix('\n').unwrap_or(&text).to_owned())
+                    };
+                    let replayed = match &prompt {
+                        Some(path) => {
+                            let mut body = json!({"prompt": read(path)?});
+                            if let Some(answer) = &answer {
+                                body["answer"] = json!(read(answer)?);
+                            }
+                            let replay = client.post(&format!("/v1/receipts/{id}/replay"), body).await?;
+                            let (answer_ok, attribution_ok) = (
+                                replay["answer_matches"] == json!(true),
+                                replay["attribution_matches"] == json!(true),
+                            );
+                            println!(
+                                "replay at index version {}: answer {}, attribution {}",
+                                replay["index_version"].as_str().unwrap_or("?"),
+                                if answer_ok { "matches" } else { "does NOT match" },
+                                if attribution_ok { "matches" } else { "does NOT match" }
+                            );
+                            answer_ok && attribution_ok
+                        }
+                        None => true,
+                    };
                     let answered = match answer {
                         Some(path) => {
                             let text = std::fs::read_to_string(&path)
@@ -622,7 +652,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                         None => true,
                     };
-                    anyhow::ensure!(signed && chain && answered, "receipt {id} failed verification");
+                    anyhow::ensure!(
+                        signed && chain && answered && replayed,
+                        "receipt {id} failed verification"
+                    );
                     Ok(())
                 }
             }

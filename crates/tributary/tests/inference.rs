@@ -174,6 +174,37 @@ async fn a_paid_chat_completion_moves_exactly_the_fee_and_is_receipted() {
         cli(&carol_key, &["receipt", "verify", &header, "--answer", kept.to_str().expect("utf-8")]);
     assert_eq!(code, Some(1), "{out}");
 
+    // An auditor's replay: the same prompt at the receipt's index version gives the same answer and
+    // the same attribution; a different prompt is refused.
+    let (status, replay) = node
+        .call(
+            "POST",
+            &format!("/v1/receipts/{header}/replay"),
+            Some(&alice_key),
+            Some(json!({"prompt": "The LORD is my"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(
+        (replay["answer_matches"].as_bool(), replay["attribution_matches"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let (status, _) = node
+        .call(
+            "POST",
+            &format!("/v1/receipts/{header}/replay"),
+            Some(&carol_key),
+            Some(json!({"prompt": "The LORD is our"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let prompt_file = dir.path().join("prompt.txt");
+    std::fs::write(&prompt_file, "The LORD is my").expect("write");
+    let (code, out) =
+        cli(&carol_key, &["receipt", "verify", &header, "--prompt", prompt_file.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("answer matches, attribution matches"), "{out}");
+
     // The same seed gives the same answer; the next receipt chains to this one.
     let (status, again) =
         node.call("POST", "/v1/chat/completions", Some(&carol_key), Some(request.clone())).await;
@@ -252,6 +283,25 @@ async fn a_paid_chat_completion_moves_exactly_the_fee_and_is_receipted() {
         node.call("GET", &format!("/v1/accounts/{alice}/earnings"), Some(&bob_key), None).await.0,
         404
     );
+
+    // Once the datanet changes, the old index version is gone: a replay says so.
+    node.call(
+        "POST",
+        &format!("/v1/datanets/{datanet}/contributions"),
+        Some(&alice_key),
+        Some(json!({"title": "new", "text": "The LORD is my rock, and my fortress, and my deliverer."})),
+    )
+    .await;
+    node.call("POST", &format!("/v1/datanets/{datanet}/index"), Some(&node.operator_key), None).await;
+    let (status, replay) = node
+        .call(
+            "POST",
+            &format!("/v1/receipts/{header}/replay"),
+            Some(&carol_key),
+            Some(json!({"prompt": "The LORD is my"})),
+        )
+        .await;
+    assert_eq!((status, replay["error"]["code"].as_str()), (409, Some("index_changed")), "{replay}");
 
     // Refusals change nothing.
     let (dave, dave_key) = account(&node, "dave").await;

@@ -93,6 +93,21 @@ async fn retrieval_answers_from_the_best_contribution_and_rag_credits_it() {
     assert_eq!(balance(&node, &carol).await.0, (1_000_000 - fee).to_string());
     assert!(balance(&node, &alice).await.0 != "0");
 
+    let receipt = answer["tributary"]["receipt_id"].as_str().expect("receipt");
+    let (status, replay) = node
+        .call(
+            "POST",
+            &format!("/v1/receipts/{receipt}/replay"),
+            Some(&carol_key),
+            Some(json!({"prompt": "where cometh my help from, the hills?"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(
+        (replay["answer_matches"].as_bool(), replay["attribution_matches"].as_bool()),
+        (Some(true), Some(true))
+    );
+
     // RAG in front of an upstream (another node): the retrieved contribution is credited.
     let upstream_dir = tempfile::tempdir().expect("tempdir");
     let upstream = Node::start(upstream_dir.path(), &[]);

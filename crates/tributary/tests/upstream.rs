@@ -94,6 +94,31 @@ async fn a_node_serves_a_model_from_another_node() {
     let fee: u128 = answer["tributary"]["fee"].as_str().expect("fee").parse().expect("amount");
     assert_eq!(balance(&node, &carol).await.0, (1_000_000 - fee).to_string());
     assert!(balance(&node, &alice).await.0 != "0");
+    // A replay of an upstream answer needs the answer (the upstream is not called again).
+    let receipt = answer["tributary"]["receipt_id"].as_str().expect("receipt");
+    let (status, _) = node
+        .call(
+            "POST",
+            &format!("/v1/receipts/{receipt}/replay"),
+            Some(&carol_key),
+            Some(json!({"prompt": "The LORD is my"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, replay) = node
+        .call(
+            "POST",
+            &format!("/v1/receipts/{receipt}/replay"),
+            Some(&carol_key),
+            Some(json!({"prompt": "The LORD is my", "answer": content})),
+        )
+        .await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(
+        (replay["answer_matches"].as_bool(), replay["attribution_matches"].as_bool()),
+        (Some(true), Some(true))
+    );
+
     // B billed node A's account for the upstream call.
     assert!(balance(&upstream, &gateway).await.0 != "1000000");
 
