@@ -157,12 +157,23 @@ struct Billed {
     extension: TributaryExtension,
 }
 
+/// A model by id or name. Models never change once registered, so they are cached in memory: a paid
+/// call does not read them from storage.
 async fn find_model(state: &AppState, name: &str) -> ApiResult<Model> {
+    if let Some(model) = state.cached_model(name) {
+        return Ok(model);
+    }
     if let Ok(id) = name.parse::<ModelId>() {
-        return state.store().model(id).await?.ok_or_else(|| ApiError::not_found("model", id));
+        let model = state.store().model(id).await?.ok_or_else(|| ApiError::not_found("model", id))?;
+        state.cache_model(name, &model);
+        return Ok(model);
     }
     let models = state.store().models().await?;
-    models.into_iter().find(|m| m.spec.name == name).ok_or_else(|| {
+    let found = models.into_iter().find(|m| m.spec.name == name);
+    if let Some(model) = &found {
+        state.cache_model(name, model);
+    }
+    found.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "model_not_found",
@@ -267,9 +278,7 @@ async fn run_paid(
         *by_contributor.entry(share.contributor).or_default() += share.share;
     }
     let data_pool = match model.spec.datanets.first() {
-        Some(datanet) => {
-            state.store().datanet(*datanet).await?.map(|d| d.pool_account).unwrap_or(system.protocol)
-        }
+        Some(datanet) => state.datanet_pool(*datanet).await?.unwrap_or(system.protocol),
         None => system.protocol,
     };
     let payees = InferencePayees {

@@ -46,6 +46,8 @@ pub mod limits {
     pub const LIST_LIMIT_MAX: u32 = 1_000;
     /// Longest text `POST /v1/attribution` takes.
     pub const ATTRIBUTION_TEXT_BYTES_MAX: usize = tributary_attribution::TEXT_BYTES_MAX;
+    /// Models kept in the in-memory cache.
+    pub const CACHED_MODELS_MAX: usize = 100_000;
     /// Most datanets one attribution may span.
     pub const ATTRIBUTION_DATANETS_MAX: usize = 64;
     /// Addresses remembered by the sign-up rate limiter before old windows are dropped.
@@ -85,6 +87,10 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// Models by the name or id they were asked for; models never change once registered.
+    models: RwLock<HashMap<String, tributary_core::registry::Model>>,
+    /// Each datanet's pool account; it never changes.
+    pools: RwLock<HashMap<tributary_core::DatanetId, AccountId>>,
     /// HTTP client for upstream models (connection pool shared by all requests).
     upstream: reqwest::Client,
     index: Arc<indexing::IndexManager>,
@@ -99,6 +105,8 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, index: Arc<indexing::IndexManager>, config: ServerConfig) -> AppState {
         AppState {
             inner: Arc::new(Inner {
+                models: RwLock::new(HashMap::new()),
+                pools: RwLock::new(HashMap::new()),
                 upstream: reqwest::Client::new(),
                 store,
                 index,
@@ -112,6 +120,32 @@ impl AppState {
 
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    pub fn cached_model(&self, name: &str) -> Option<tributary_core::registry::Model> {
+        self.inner.models.read().expect("models lock").get(name).cloned()
+    }
+
+    pub fn cache_model(&self, name: &str, model: &tributary_core::registry::Model) {
+        let mut models = self.inner.models.write().expect("models lock");
+        if models.len() < limits::CACHED_MODELS_MAX {
+            models.insert(name.to_owned(), model.clone());
+        }
+    }
+
+    /// A datanet's pool account, cached after the first lookup.
+    pub async fn datanet_pool(
+        &self,
+        datanet: tributary_core::DatanetId,
+    ) -> Result<Option<AccountId>, ApiError> {
+        if let Some(pool) = self.inner.pools.read().expect("pools lock").get(&datanet) {
+            return Ok(Some(*pool));
+        }
+        let pool = self.store().datanet(datanet).await?.map(|d| d.pool_account);
+        if let Some(pool) = pool {
+            self.inner.pools.write().expect("pools lock").insert(datanet, pool);
+        }
+        Ok(pool)
     }
 
     pub fn upstream(&self) -> &reqwest::Client {
