@@ -345,11 +345,18 @@ async fn account_history_is_complete_newest_first_across_indexed_and_fresh_trans
     };
     pay(store.execute_batch(requests(&pairs)).await.expect("batch"), &pairs);
     // The writer indexes history once it has been idle for a moment.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let raw = rusqlite::Connection::open(&path).expect("raw");
-    let indexed: i64 =
-        raw.query_row("SELECT indexed_through FROM history_watermark", [], |r| r.get(0)).expect("watermark");
-    assert!(indexed >= 303, "the idle writer indexed the first 303 transfers, got {indexed}");
+    let watermark = || -> i64 {
+        raw.query_row("SELECT indexed_through FROM history_watermark", [], |r| r.get(0)).expect("watermark")
+    };
+    let started = std::time::Instant::now();
+    while watermark() < 303 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the idle writer never indexed history"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     drop(raw);
     let fresh: Vec<(usize, usize)> = (0..40).map(|n| (2 - n % 3, (3 - n % 3) % 3)).collect();
     pay(store.execute_batch(requests(&fresh)).await.expect("batch"), &fresh);
