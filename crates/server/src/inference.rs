@@ -588,7 +588,7 @@ async fn answer_by_retrieval(
     .map_err(ApiError::internal)
 }
 
-/// Longest wait for an upstream model.
+/// Default longest wait for an upstream model (`ServerConfig::upstream_timeout_ms`).
 pub const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
 
 /// Forwards the conversation to an OpenAI-compatible server and returns its answer. Its failures
@@ -606,16 +606,29 @@ async fn call_upstream(
     let mut request = state
         .upstream()
         .post(&url)
-        .timeout(std::time::Duration::from_millis(UPSTREAM_TIMEOUT_MS))
+        .timeout(std::time::Duration::from_millis(state.config().upstream_timeout_ms))
         .json(&serde_json::json!({"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}));
     if let Some(key) = api_key {
         request = request.bearer_auth(key);
     }
     let response = request.send().await.map_err(|error| {
         if error.is_timeout() {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", format!("the upstream model at {base_url} did not answer within {UPSTREAM_TIMEOUT_MS} ms; you were not charged"))
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!(
+                    "the upstream model at {base_url} did not answer within {} ms; you were not charged",
+                    state.config().upstream_timeout_ms
+                ),
+            )
         } else {
-            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unreachable", format!("the upstream model at {base_url} could not be reached ({error}); you were not charged"))
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                format!(
+                    "the upstream model at {base_url} could not be reached ({error}); you were not charged"
+                ),
+            )
         }
     })?;
     let status = response.status();

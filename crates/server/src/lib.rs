@@ -71,11 +71,18 @@ pub struct ServerConfig {
     pub signups_per_minute: u32,
     /// The node's receipt-signing public key, served at `GET /v1/node`.
     pub node_public_key: [u8; 32],
+    /// Longest wait for an upstream model's answer.
+    pub upstream_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { signup: SignupPolicy::Open, signups_per_minute: 10, node_public_key: [0; 32] }
+        ServerConfig {
+            signup: SignupPolicy::Open,
+            signups_per_minute: 10,
+            node_public_key: [0; 32],
+            upstream_timeout_ms: inference::UPSTREAM_TIMEOUT_MS,
+        }
     }
 }
 

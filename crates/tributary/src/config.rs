@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub signup: Option<SignupPolicy>,
     pub signups_per_minute: Option<u32>,
     pub log_format: Option<crate::LogFormat>,
+    pub upstream_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -53,6 +54,10 @@ impl NodeSettings {
             server: ServerConfig {
                 signup: flags.signup.map(Into::into).or(file.signup).unwrap_or(defaults.signup),
                 signups_per_minute,
+                upstream_timeout_ms: flags
+                    .upstream_timeout_ms
+                    .or(file.upstream_timeout_ms)
+                    .unwrap_or(defaults.upstream_timeout_ms),
                 ..defaults
             },
         })

@@ -171,6 +171,9 @@ pub struct ServeArgs {
     /// Anonymous sign-ups allowed per client address per minute.
     #[arg(long, env = "TRIBUTARY_SIGNUPS_PER_MINUTE")]
     signups_per_minute: Option<u32>,
+    /// Longest wait for an upstream model's answer, in milliseconds (default 30000).
+    #[arg(long, env = "TRIBUTARY_UPSTREAM_TIMEOUT_MS")]
+    upstream_timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -205,3 +205,42 @@ async fn a_caller_who_hangs_up_leaves_nothing_held() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_times_out_is_504_and_free() {
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hanging_address = hanging.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in hanging.incoming() {
+            open.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &["--upstream-timeout-ms", "300"]);
+    let (_, alice_key) = account(&node, "alice").await;
+    let datanet = datanet_with_psalm(&node, &alice_key).await;
+    let (_, bob_key) = account(&node, "bob").await;
+    let stuck = model(
+        &node,
+        &bob_key,
+        &datanet,
+        json!({"kind": "openai", "base_url": format!("http://{hanging_address}/v1"), "model": "x"}),
+    )
+    .await;
+    let (carol, carol_key) = account(&node, "carol").await;
+    deposit(&node, &carol, "1000000").await;
+    let (status, error) = node
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&carol_key),
+            Some(json!({"model": stuck, "messages": [{"role": "user", "content": "hello"}]})),
+        )
+        .await;
+    assert_eq!((status, error["error"]["code"].as_str()), (504, Some("upstream_timeout")), "{error}");
+    assert!(
+        error["error"]["message"].as_str().is_some_and(|m| m.contains("300 ms") && m.contains("not charged"))
+    );
+    assert_eq!(balance(&node, &carol).await, ("1000000".to_owned(), "0".to_owned()));
+}
