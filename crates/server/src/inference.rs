@@ -737,23 +737,43 @@ pub async fn chat_completions(
 /// `tributary` object (receipt, fee, splits, attribution), then `[DONE]`. The fee is settled and the
 /// receipt durable before the first byte is sent.
 fn stream_chat(billed: Billed) -> Response {
+    stream_answer(billed, true)
+}
+
+/// The streaming answer of either endpoint: chat chunks carry `delta`s, text chunks `text`.
+fn stream_answer(billed: Billed, chat: bool) -> Response {
     use axum::response::sse::{Event, Sse};
-    let id = format!("chatcmpl-{}", billed.receipt_id);
+    let id = format!("{}-{}", if chat { "chatcmpl" } else { "cmpl" }, billed.receipt_id);
     let created = now_seconds();
     let model = billed.model.id.to_string();
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+    let chunk = |piece: Option<&str>, role: bool, finish: Option<&str>| {
+        let choice = if chat {
+            let mut delta = serde_json::json!({});
+            if role {
+                delta["role"] = "assistant".into();
+            }
+            if let Some(piece) = piece {
+                delta["content"] = piece.into();
+            }
+            serde_json::json!({"index": 0, "delta": delta, "finish_reason": finish})
+        } else {
+            serde_json::json!({"index": 0, "text": piece.unwrap_or(""), "finish_reason": finish, "logprobs": null})
+        };
         serde_json::json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "id": id, "object": if chat { "chat.completion.chunk" } else { "text_completion" },
+            "created": created, "model": model, "choices": [choice],
         })
     };
-    let mut events = vec![chunk(serde_json::json!({"role": "assistant", "content": ""}), None)];
+    let mut events = Vec::new();
+    if chat {
+        events.push(chunk(Some(""), true, None));
+    }
     let words: Vec<&str> = billed.answer.split(' ').filter(|w| !w.is_empty()).collect();
     for (index, word) in words.iter().enumerate() {
         let piece = if index == 0 { (*word).to_owned() } else { format!(" {word}") };
-        events.push(chunk(serde_json::json!({"content": piece}), None));
+        events.push(chunk(Some(&piece), false, None));
     }
-    let mut last = chunk(serde_json::json!({}), Some("stop"));
+    let mut last = chunk(None, false, Some("stop"));
     last["usage"] = serde_json::to_value(&billed.usage).unwrap_or_default();
     last["tributary"] = serde_json::to_value(&billed.extension).unwrap_or_default();
     events.push(last);
@@ -777,13 +797,7 @@ pub async fn completions(
     ApiJson(request): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
     let started = std::time::Instant::now();
-    if request.stream == Some(true) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "stream_unsupported",
-            "stream: true is not served yet; send stream: false",
-        ));
-    }
+    let stream = request.stream == Some(true);
     let billed = run_paid(
         &state,
         caller,
@@ -794,6 +808,9 @@ pub async fn completions(
         request.seed,
     )
     .await?;
+    if stream {
+        return Ok(stream_answer(billed, false));
+    }
     let body = serde_json::json!({
         "id": format!("cmpl-{}", billed.receipt_id),
         "object": "text_completion",

@@ -37,6 +37,9 @@ out["stream_text"] = "".join(c.choices[0].delta.content or "" for c in chunks if
 out["stream_usage"] = chunks[-1].usage.model_dump() if chunks[-1].usage else None
 out["stream_tributary"] = (chunks[-1].model_extra or {}).get("tributary")
 text = client.completions.create(model=model, prompt="My help cometh", max_tokens=4)
+streamed_text = list(client.completions.create(model=model, prompt="My help cometh", max_tokens=4, stream=True))
+out["text_stream"] = "".join(c.choices[0].text for c in streamed_text if c.choices)
+out["text_stream_tributary"] = (streamed_text[-1].model_extra or {}).get("tributary")
 out["text"] = text.choices[0].text
 try:
     OpenAI(base_url=base_url, api_key=poor_key).chat.completions.create(
@@ -117,6 +120,11 @@ async fn the_official_openai_client_works_unchanged() {
     assert!(result["models"].as_array().is_some_and(|m| m.iter().any(|id| id == model.as_str())));
     assert!(result["text"].as_str().is_some_and(|t| !t.is_empty()));
     assert_eq!(result["stream_text"], result["content"], "streamed with the same seed, the same answer");
+    assert_eq!(
+        result["text_stream"], result["text"],
+        "a streamed text completion: the same answer word by word"
+    );
+    assert!(result["text_stream_tributary"]["receipt_id"].as_str().is_some_and(|r| r.starts_with("rcpt_")));
     assert_eq!(result["stream_usage"]["prompt_tokens"], 4);
     assert!(
         result["stream_tributary"]["receipt_id"]
