@@ -87,6 +87,23 @@ pub async fn create_account(
     }
 }
 
+/// A page size from a query: 1 to `LIST_LIMIT_MAX`, 100 when absent.
+fn list_limit(limit: Option<u32>) -> ApiResult<u32> {
+    let limit = limit.unwrap_or(100);
+    if (1..=limits::LIST_LIMIT_MAX).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {}", limits::LIST_LIMIT_MAX)))
+    }
+}
+
+/// The number in a receipt id (`rcpt_12`).
+pub fn parse_receipt_id(id: &str) -> ApiResult<u64> {
+    id.strip_prefix("rcpt_").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
+        ApiError::bad_request("invalid_id", format!("invalid receipt id {id:?}: expected rcpt_<number>"))
+    })
+}
+
 fn require_self_or_operator(caller: &Caller, account: AccountId) -> ApiResult<()> {
     if caller.account == account || caller.is_operator() {
         Ok(())
@@ -151,13 +168,7 @@ pub async fn account_transfers(
 ) -> ApiResult<Json<TransferList>> {
     let id: AccountId = parse_id(&id)?;
     require_self_or_operator(&caller, id)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=limits::LIST_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {}", limits::LIST_LIMIT_MAX),
-        ));
-    }
+    let limit = list_limit(query.limit)?;
     let transfers = state.store().account_transfers(id, limit).await?;
     Ok(Json(TransferList { data: transfers.into_iter().map(Into::into).collect() }))
 }
@@ -683,9 +694,7 @@ pub async fn visible_receipt(
     caller: &Caller,
     id: &str,
 ) -> ApiResult<(tributary_ledger::store::ReceiptRecord, serde_json::Value)> {
-    let number = id.strip_prefix("rcpt_").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
-        ApiError::bad_request("invalid_id", format!("invalid receipt id {id:?}: expected rcpt_<number>"))
-    })?;
+    let number = parse_receipt_id(id)?;
     let record = state.store().receipt(number).await?.ok_or_else(|| ApiError::not_found("receipt", id))?;
     let body: serde_json::Value = serde_json::from_str(&record.body).map_err(ApiError::internal)?;
     let paid = body["splits"]
@@ -775,21 +784,8 @@ pub async fn earnings(
 ) -> ApiResult<Json<EarningsResponse>> {
     let id: AccountId = parse_id(&id)?;
     require_self_or_operator(&caller, id)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=limits::LIST_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {}", limits::LIST_LIMIT_MAX),
-        ));
-    }
-    let before = query
-        .before
-        .map(|b| {
-            b.strip_prefix("rcpt_")
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_id", format!("invalid receipt id {b:?}")))
-        })
-        .transpose()?;
+    let limit = list_limit(query.limit)?;
+    let before = query.before.as_deref().map(parse_receipt_id).transpose()?;
     let earnings = state.store().earnings(id, before, limit).await?;
     let next_before = (earnings.lines.len() as u32 == limit)
         .then(|| earnings.lines.last().map(|l| crate::inference::receipt_id(l.receipt)))
