@@ -168,6 +168,19 @@ mod tests {
         assert_eq!(largest_remainder(Amount(5), &[u64::MAX, 1]), Err(MoneyError::WeightsTooLarge));
     }
 
+    /// Any split policy that sums to one whole: three random cuts of 0..=10,000.
+    pub(super) fn whole_policy() -> impl Strategy<Value = SplitPolicy> {
+        [0u16..=10_000, 0u16..=10_000, 0u16..=10_000].prop_map(|mut cuts| {
+            cuts.sort_unstable();
+            SplitPolicy {
+                owner_bps: cuts[0],
+                data_bps: cuts[1] - cuts[0],
+                validators_bps: cuts[2] - cuts[1],
+                protocol_bps: 10_000 - cuts[2],
+            }
+        })
+    }
+
     #[test]
     fn split_policy_must_be_whole() {
         let policy = SplitPolicy { owner_bps: 5000, data_bps: 3000, validators_bps: 1000, protocol_bps: 999 };
@@ -200,16 +213,8 @@ mod tests {
         #[test]
         fn policy_split_sums_to_fee(
             fee_units in any::<u128>(),
-            a in 0u16..=10_000, b in 0u16..=10_000, c in 0u16..=10_000,
+            policy in whole_policy(),
         ) {
-            let mut cuts = [a, b, c];
-            cuts.sort_unstable();
-            let policy = SplitPolicy {
-                owner_bps: cuts[0],
-                data_bps: cuts[1] - cuts[0],
-                validators_bps: cuts[2] - cuts[1],
-                protocol_bps: 10_000 - cuts[2],
-            };
             let split = policy.split(Amount(fee_units)).expect("policy is whole");
             prop_assert_eq!(split.total(), Some(Amount(fee_units)));
         }
@@ -309,17 +314,9 @@ mod inference_tests {
         #[test]
         fn inference_splits_conserve_the_fee(
             fee in any::<u128>(),
-            cuts in (0u16..=10_000, 0u16..=10_000, 0u16..=10_000),
+            policy in super::tests::whole_policy(),
             weights in proptest::collection::vec(0u64..=u64::MAX / 1024, 0..20),
         ) {
-            let mut cuts = [cuts.0, cuts.1, cuts.2];
-            cuts.sort_unstable();
-            let policy = SplitPolicy {
-                owner_bps: cuts[0],
-                data_bps: cuts[1] - cuts[0],
-                validators_bps: cuts[2] - cuts[1],
-                protocol_bps: 10_000 - cuts[2],
-            };
             let payees = InferencePayees {
                 owner: 1u32, validators: 2, protocol: 3, data_pool: 4,
                 data: weights.iter().enumerate().map(|(i, &w)| (10 + i as u32, w)).collect(),

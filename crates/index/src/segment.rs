@@ -626,10 +626,6 @@ impl Segment {
         Ok(())
     }
 
-    pub fn id_hex(&self) -> String {
-        blake3::Hash::from_bytes(self.id).to_hex().to_string()
-    }
-
     pub fn id(&self) -> [u8; 32] {
         self.id
     }
@@ -832,19 +828,6 @@ impl Segment {
                 after.max(before)
             })
             .collect()
-    }
-
-    /// The longest prefix of `pattern` that occurs here: its length and its range.
-    pub fn longest_prefix(&self, pattern: &[u16]) -> (usize, Range<usize>) {
-        let mut range = 0..self.token_count;
-        for (depth, &token) in pattern.iter().enumerate() {
-            let narrowed = self.narrow(range.clone(), depth, token);
-            if narrowed.is_empty() {
-                return (depth, range);
-            }
-            range = narrowed;
-        }
-        (pattern.len(), range)
     }
 
     /// The document containing a text position, and the position's word offset inside it.

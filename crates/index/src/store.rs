@@ -2,7 +2,7 @@
 //! use, replaced atomically (write a temporary file, rename). Files not in the manifest are
 //! leftovers of an interrupted build or merge and are deleted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::segment::Segment;
@@ -94,8 +94,4 @@ pub fn clear(dir: &Path) -> Result<(), IndexError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(IndexError::io(dir, error)),
     }
-}
-
-pub fn segment_paths(set: &SegmentSet) -> Vec<PathBuf> {
-    set.segments.iter().map(|s| s.path().to_owned()).collect()
 }

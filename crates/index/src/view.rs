@@ -85,13 +85,7 @@ impl IndexView {
 
     /// How often a sequence of words occurs.
     pub fn count(&self, words: &[&str]) -> u64 {
-        if words.is_empty() {
-            return 0;
-        }
-        self.segments
-            .iter()
-            .filter_map(|s| Self::translate(s, words).map(|tokens| s.interval(&tokens).len() as u64))
-            .sum()
+        self.count_and_occurrences(words, 0).0
     }
 
     /// How often a sequence of words occurs, and where (sorted, at most `limit` listed): one
@@ -121,23 +115,7 @@ impl IndexView {
 
     /// Where a sequence of words occurs, sorted, at most `limit` of them.
     pub fn occurrences(&self, words: &[&str], limit: usize) -> Vec<Occurrence> {
-        let mut found = Vec::new();
-        if words.is_empty() {
-            return found;
-        }
-        for (segment, &datanet) in self.segments.iter().zip(&self.datanets) {
-            let Some(tokens) = Self::translate(segment, words) else { continue };
-            for rank in segment.interval(&tokens) {
-                if found.len() >= limit.min(OCCURRENCES_LISTED_MAX) {
-                    break;
-                }
-                if let Some(occurrence) = occurrence_at(segment, datanet, segment.suffix(rank)) {
-                    found.push(occurrence);
-                }
-            }
-        }
-        found.sort_unstable();
-        found
+        self.count_and_occurrences(words, limit).1
     }
 
     /// The maximal spans of one sentence's words: for each start, the longest run of words from

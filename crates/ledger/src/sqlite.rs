@@ -253,7 +253,7 @@ impl SqliteStore {
         // hot page back to the database file once per checkpoint instead of many times.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(internal)?;
         migrate(&mut conn).map_err(internal)?;
-        let mut writer_state = WriterState::load(&conn, clock.now_ms())?;
+        let mut writer_state = WriterState::load(&conn)?;
         writer_state.signer = signer.clone();
         let system = writer_state.system;
         let committed: IdMap<AccountId, Balances> =
@@ -430,6 +430,18 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut statement = conn.prepare(&format!("{DATANET_SELECT} ORDER BY d.id")).map_err(internal)?;
             let rows = statement.query_map([], datanet_from_row).map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn datanet_ids(&self) -> Result<Vec<DatanetId>, StoreError> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT id FROM datanets ORDER BY id").map_err(internal)?;
+            let rows = statement
+                .query_map([], |row| row.get::<_, i64>(0).map(|id| DatanetId(id as u64)))
+                .map_err(internal)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
         })
         .await
@@ -1012,7 +1024,7 @@ struct WriterState {
 }
 
 impl WriterState {
-    fn load(conn: &Connection, _now_ms: u64) -> Result<WriterState, StoreError> {
+    fn load(conn: &Connection) -> Result<WriterState, StoreError> {
         let ledger = load_ledger(conn)?;
         let next = |table: &str| -> Result<u64, StoreError> {
             conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {table}"), [], |row| {
@@ -1259,7 +1271,7 @@ impl Writer {
                             .send(Err(StoreError::Internal("the write could not be made durable".into())));
                     }
                 }
-                match WriterState::load(&self.conn, now_ms) {
+                match WriterState::load(&self.conn) {
                     Ok(mut state) => {
                         state.signer = self.signer.clone();
                         self.state = state;

@@ -342,6 +342,8 @@ pub trait Store: Send + Sync + 'static {
     async fn operator(&self) -> Result<Option<AccountId>, StoreError>;
     async fn datanet(&self, id: DatanetId) -> Result<Option<Datanet>, StoreError>;
     async fn datanets(&self) -> Result<Vec<Datanet>, StoreError>;
+    /// Just the ids of all datanets, in order: cheap enough to poll (no contribution counts).
+    async fn datanet_ids(&self) -> Result<Vec<DatanetId>, StoreError>;
     async fn contribution(&self, id: ContributionId) -> Result<Option<Contribution>, StoreError>;
     async fn model(&self, id: ModelId) -> Result<Option<Model>, StoreError>;
     /// Accepted contributions of a datanet with ids above `after`, in id order, at most `limit`:

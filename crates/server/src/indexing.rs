@@ -70,18 +70,18 @@ impl IndexManager {
     /// starts empty, to be rebuilt by the background loop.
     pub async fn open(root: &Path, store: Arc<dyn Store>) -> Result<Arc<IndexManager>, IndexingError> {
         let lock = lock_index(root)?;
-        let datanets = store.datanets().await?;
+        let datanets = store.datanet_ids().await?;
         let mut sets = HashMap::new();
         for datanet in datanets {
-            let dir = datanet_dir(root, datanet.id);
+            let dir = datanet_dir(root, datanet);
             let loaded = tokio::task::spawn_blocking(move || segment_store::load(&dir)).await;
             match loaded {
                 Ok(Ok(set)) => {
-                    sets.insert(datanet.id, Arc::new(set));
+                    sets.insert(datanet, Arc::new(set));
                 }
                 Ok(Err(error)) => {
-                    tracing::warn!(datanet = %datanet.id, %error, "index unreadable; rebuilding it from the contributions");
-                    segment_store::clear(&datanet_dir(root, datanet.id))?;
+                    tracing::warn!(datanet = %datanet, %error, "index unreadable; rebuilding it from the contributions");
+                    segment_store::clear(&datanet_dir(root, datanet))?;
                 }
                 Err(error) => return Err(IndexingError::Task(error.to_string())),
             }
@@ -146,8 +146,8 @@ impl IndexManager {
     }
 
     async fn refresh_all(&self) -> Result<(), IndexingError> {
-        for datanet in self.store.datanets().await? {
-            self.refresh(datanet.id).await?;
+        for datanet in self.store.datanet_ids().await? {
+            self.refresh(datanet).await?;
         }
         Ok(())
     }
@@ -182,14 +182,7 @@ impl IndexManager {
 
     /// All of a datanet's accepted contributions, built into as few segments as the limits allow.
     async fn rebuild_segments(&self, datanet: DatanetId) -> Result<Vec<Arc<Segment>>, IndexingError> {
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.store.accepted_contributions(datanet, after, BUILD_BATCH_CONTRIBUTIONS).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id.0;
-            all.extend(page);
-        }
+        let all = all_accepted_contributions(self.store.as_ref(), datanet).await?;
         build_and_open(datanet_dir(&self.root, datanet), all).await
     }
 
@@ -255,6 +248,23 @@ pub fn lock_index(root: &Path) -> Result<std::fs::File, IndexError> {
         reason: "locked by another process (is the node running? use POST /v1/datanets/{id}/index)".into(),
     })?;
     Ok(file)
+}
+
+/// Every accepted contribution of a datanet, in id order, read in pages: what a full rebuild
+/// of its index is made from.
+pub async fn all_accepted_contributions(
+    store: &dyn Store,
+    datanet: DatanetId,
+) -> Result<Vec<tributary_ledger::store::IndexableContribution>, StoreError> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.accepted_contributions(datanet, after, BUILD_BATCH_CONTRIBUTIONS).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.0;
+        all.extend(page);
+    }
+    Ok(all)
 }
 
 /// Where a datanet's segments live.

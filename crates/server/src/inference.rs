@@ -217,10 +217,16 @@ async fn run_paid(
         .map_err(|e| ApiError::bad_request("amount_overflow", e.to_string()))?;
     let system = state.store().system_accounts();
 
+    if most.is_zero() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "free_models_unsupported",
+            "free models (all prices zero) are not served yet",
+        ));
+    }
+
     // 1. Hold the most the call can cost; an empty purse stops here, before the model runs.
-    let hold: Option<TransferId> = if most.is_zero() {
-        None
-    } else {
+    let hold: TransferId = {
         let command = Command::Hold {
             from: caller.account,
             to: system.clearing,
@@ -230,7 +236,7 @@ async fn run_paid(
         // Provisional: a hold lost in a crash is harmless (nothing was answered or settled), so
         // the call does not wait for its fsync; the settlement below is durable before we answer.
         match state.store().execute_provisional(command.into()).await {
-            Ok(Outcome::Transfer(transfer)) => Some(transfer.id),
+            Ok(Outcome::Transfer(transfer)) => transfer.id,
             Ok(other) => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
             Err(tributary_ledger::StoreError::Ledger(
                 tributary_ledger::state::LedgerError::InsufficientFunds { available, requested, .. },
@@ -248,12 +254,7 @@ async fn run_paid(
     };
     // If this request is dropped midway (the client went away), the guard voids the hold at once
     // instead of leaving it to its timeout.
-    let mut guard = HoldGuard { state: state.clone(), caller: caller.account, hold };
-    let release = |state: AppState, hold: Option<TransferId>| async move {
-        if let Some(hold) = hold {
-            let _ = state.store().execute(Command::VoidHold { caller: caller.account, hold }.into()).await;
-        }
-    };
+    let mut guard = HoldGuard { state: state.clone(), caller: caller.account, hold: Some(hold) };
 
     // 2. Run the model and attribute its answer: exact for the ∞-gram, span attribution of the
     //    answer over the model's datanets for an upstream model.
@@ -263,7 +264,7 @@ async fn run_paid(
     let generation = match produce(state, &model, view, &prompt, &messages, &sampling, None).await {
         Ok(generation) => generation,
         Err(error) => {
-            release(state.clone(), hold).await;
+            guard.release().await;
             return Err(error);
         }
     };
@@ -315,13 +316,6 @@ async fn run_paid(
     let body_json = serde_json::to_string(&body).map_err(ApiError::internal)?;
 
     // 4. Settle and write the receipt in one durable command; answer only after it.
-    let Some(hold) = hold else {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "free_models_unsupported",
-            "free models (all prices zero) are not served yet",
-        ));
-    };
     let payments = lines
         .iter()
         .map(|l| tributary_ledger::store::Payment {
@@ -342,11 +336,11 @@ async fn run_paid(
             record
         }
         Ok(other) => {
-            release(state.clone(), Some(hold)).await;
+            guard.release().await;
             return Err(ApiError::internal(format!("unexpected outcome {other:?}")));
         }
         Err(error) => {
-            release(state.clone(), Some(hold)).await;
+            guard.release().await;
             return Err(error.into());
         }
     };
@@ -536,6 +530,16 @@ struct HoldGuard {
     state: AppState,
     caller: AccountId,
     hold: Option<TransferId>,
+}
+
+impl HoldGuard {
+    /// Voids the hold now and waits until it is done, so that the error the caller is about to
+    /// see is not followed by money still held.
+    async fn release(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            let _ = self.state.store().execute(Command::VoidHold { caller: self.caller, hold }.into()).await;
+        }
+    }
 }
 
 impl Drop for HoldGuard {

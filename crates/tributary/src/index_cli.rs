@@ -11,7 +11,7 @@ use tributary_index::segment::{DocumentInput, Segment, build_segments};
 use tributary_index::store as segment_store;
 use tributary_ledger::store::Store;
 use tributary_ledger::{SqliteStore, SystemClock};
-use tributary_server::indexing::{datanet_dir, lock_index};
+use tributary_server::indexing::{all_accepted_contributions, datanet_dir, lock_index};
 
 use crate::client::Client;
 use crate::node::{DATABASE_FILE, INDEX_DIR};
@@ -33,14 +33,7 @@ pub async fn build(data: &Path) -> anyhow::Result<()> {
         "datanet", "contributions", "tokens", "segments", "bytes"
     );
     for datanet in datanets {
-        let mut contributions = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = store.accepted_contributions(datanet.id, after, 20_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id.0;
-            contributions.extend(page);
-        }
+        let contributions = all_accepted_contributions(&store, datanet.id).await?;
         let total_bytes: u64 = contributions.iter().map(|c| c.text.len() as u64).sum();
         let bar = ProgressBar::new(total_bytes);
         if let Ok(style) =

@@ -6,9 +6,10 @@ mod bench_index;
 mod bench_inference;
 mod client;
 mod config;
-pub mod demo;
+mod demo;
 mod index_cli;
 mod node;
+mod receipts;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -583,7 +584,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ReceiptCommand::Verify { id, answer, prompt } => {
                     let receipt = client.get(&format!("/v1/receipts/{id}")).await?;
                     let node_info = client.get("/v1/node").await?;
-                    let signed = demo::verify_receipt(&receipt, &node_info)?;
+                    let signed = receipts::verify_receipt(&receipt, &node_info)?;
                     println!("hash and signature: {}", if signed { "valid" } else { "INVALID" });
                     let number: u64 =
                         id.trim_start_matches("rcpt_").parse().context("receipt ids look like rcpt_12")?;
