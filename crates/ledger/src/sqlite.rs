@@ -25,15 +25,17 @@ use tributary_core::registry::{
 };
 use tributary_core::{AccountId, Amount, ContributionId, DatanetId, EvmAddress, ModelId, TransferId};
 
+mod epochs;
+
 use crate::Clock;
 use crate::state::{
     Balances, Hold, IdMap, InvariantViolation, LedgerError, LedgerOp, LedgerState, Replay, Transfer,
     TransferKind,
 };
 use crate::store::{
-    BATCH_COMMANDS_MAX, BatchResult, Command, EarningLine, Earnings, IndexableContribution, LedgerSummary,
-    NewReceipt, Outcome, Payment, ReceiptRecord, ReceiptSigner, Request, Store, StoreError, StoreStats,
-    SystemAccounts, receipt_hash,
+    BATCH_COMMANDS_MAX, BatchResult, Command, EarningLine, Earnings, EpochRecord, IndexableContribution,
+    LedgerSummary, NewReceipt, Outcome, Payment, ReceiptRecord, ReceiptSigner, Request, SettlementLine,
+    Store, StoreError, StoreStats, SystemAccounts, receipt_hash,
 };
 
 /// Submissions that may wait for the writer; beyond this the store answers "overloaded".
@@ -184,6 +186,7 @@ CREATE TABLE earnings (
     PRIMARY KEY (account, receipt, role)
 ) WITHOUT ROWID;
 "#,
+    epochs::MIGRATION,
 ];
 
 enum Message {
@@ -647,6 +650,30 @@ impl Store for SqliteStore {
             Ok(earnings)
         })
         .await
+    }
+
+    async fn epoch(&self, epoch: u64) -> Result<Option<EpochRecord>, StoreError> {
+        self.read(move |conn| epochs::epoch(conn, epoch)).await
+    }
+
+    async fn epochs(&self, limit: u32) -> Result<Vec<EpochRecord>, StoreError> {
+        self.read(move |conn| epochs::epochs(conn, limit)).await
+    }
+
+    async fn epoch_payouts(&self, epoch: u64) -> Result<Vec<(EvmAddress, Amount)>, StoreError> {
+        self.read(move |conn| epochs::epoch_payouts(conn, epoch)).await
+    }
+
+    async fn receipt_epoch(&self, id: u64) -> Result<Option<u64>, StoreError> {
+        self.read(move |conn| epochs::receipt_epoch(conn, id)).await
+    }
+
+    async fn receipt_hashes(&self, first: u64, last: u64) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        self.read(move |conn| epochs::receipt_hashes(conn, first, last)).await
+    }
+
+    async fn settlements(&self, account: AccountId) -> Result<(Vec<SettlementLine>, Amount), StoreError> {
+        self.read(move |conn| epochs::settlements(conn, account)).await
     }
 
     async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError> {
@@ -1525,6 +1552,10 @@ fn apply_command(
         },
         Command::SettleInference { hold, fee, payments, receipt } => {
             settle_inference(tx, state, *hold, *fee, payments, receipt, now_ms, writes)?
+        }
+        Command::CloseEpoch { caller } => epochs::close_epoch(tx, state, *caller, now_ms, writes)?,
+        Command::RecordEpochPublication { epoch, tx_hash, error } => {
+            epochs::record_publication(tx, *epoch, tx_hash.as_deref(), error.as_deref())?
         }
         Command::VoidHold { caller, hold } => match state.ledger.hold(*hold) {
             None => Err(StoreError::Ledger(LedgerError::HoldNotPending(*hold))),

@@ -85,6 +85,16 @@ pub enum Command {
         payments: Vec<Payment>,
         receipt: NewReceipt,
     },
+    /// Closes the current settlement epoch; only the operator may. See [`EpochRecord`].
+    CloseEpoch {
+        caller: AccountId,
+    },
+    /// Records the chain transaction that published an epoch's root, or why publishing failed.
+    RecordEpochPublication {
+        epoch: u64,
+        tx_hash: Option<String>,
+        error: Option<String>,
+    },
 }
 
 /// One split line of a settlement: who is paid, in which role, how much.
@@ -114,6 +124,49 @@ pub struct EarningLine {
     pub role: String,
     pub amount: Amount,
     pub created_at_ms: u64,
+}
+
+/// A closed settlement epoch.
+///
+/// Closing an epoch pays out, for every person's account, what it earned from paid inferences
+/// since it was last paid out, capped at what it still holds (earnings spent inside the ledger are
+/// not paid twice): a transfer from the account to the external account, because the money leaves
+/// the ledger for the chain. Amounts are credited to the account's payout address at that moment;
+/// accounts without one keep their earnings owed until they set one. The epoch's payout tree holds
+/// every address ever paid with its cumulative amount, so amounts never decrease from one epoch to
+/// the next and a payee can skip epochs and claim once.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: u64,
+    /// Root of the payout tree (OpenZeppelin standard, leaves `(address, uint256)`); `None` while
+    /// no address has ever been paid.
+    pub root: Option<[u8; 32]>,
+    /// Root of the tree of this epoch's receipts (leaves `(uint256 id, bytes32 hash)`); `None`
+    /// when the epoch has no receipts.
+    pub receipts_root: Option<[u8; 32]>,
+    /// The receipts this epoch commits: ids `receipts_first..=receipts_last` (none when first > last).
+    pub receipts_first: u64,
+    pub receipts_last: u64,
+    /// Sum of the cumulative amounts in the payout tree.
+    pub total: Amount,
+    /// Leaves of the payout tree: distinct payout addresses.
+    pub payees: u64,
+    /// Paid out by this epoch.
+    pub settled: Amount,
+    pub accounts_settled: u64,
+    /// The transaction that published `root` on chain, once it has.
+    pub tx_hash: Option<String>,
+    pub publish_error: Option<String>,
+    pub created_at_ms: u64,
+}
+
+/// One account's payout in one epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettlementLine {
+    pub epoch: u64,
+    pub address: EvmAddress,
+    pub amount: Amount,
+    pub transfer: TransferId,
 }
 
 /// The parts of a receipt the caller provides; the store adds its id, time, the previous
@@ -213,6 +266,8 @@ pub enum Outcome {
     ModelCreated(ModelId),
     Transfer(Transfer),
     InferenceSettled(ReceiptRecord),
+    EpochClosed(EpochRecord),
+    EpochPublicationRecorded(u64),
 }
 
 /// A [`ContributionStatus`] that can be stored with an outcome.
@@ -367,6 +422,18 @@ pub trait Store: Send + Sync + 'static {
         before: Option<u64>,
         limit: u32,
     ) -> Result<Earnings, StoreError>;
+    async fn epoch(&self, epoch: u64) -> Result<Option<EpochRecord>, StoreError>;
+    /// Closed epochs, newest first, at most `limit`.
+    async fn epochs(&self, limit: u32) -> Result<Vec<EpochRecord>, StoreError>;
+    /// The payout tree's values of an epoch: every address with its cumulative amount, by address.
+    async fn epoch_payouts(&self, epoch: u64) -> Result<Vec<(EvmAddress, Amount)>, StoreError>;
+    /// The epoch whose receipts tree holds receipt `id`, if one has closed since.
+    async fn receipt_epoch(&self, id: u64) -> Result<Option<u64>, StoreError>;
+    /// Ids and hashes of receipts `first..=last`.
+    async fn receipt_hashes(&self, first: u64, last: u64) -> Result<Vec<(u64, [u8; 32])>, StoreError>;
+    /// An account's payouts, newest epoch first, and what it is still owed (earned since its last
+    /// payout, or kept for want of a payout address).
+    async fn settlements(&self, account: AccountId) -> Result<(Vec<SettlementLine>, Amount), StoreError>;
     /// Transfers that debit or credit `account`, newest first.
     async fn account_transfers(&self, account: AccountId, limit: u32) -> Result<Vec<Transfer>, StoreError>;
     /// Recomputes the summary from persisted state, replaying the whole history and checking every

@@ -8,6 +8,7 @@ pub mod indexing;
 pub mod inference;
 pub mod metrics;
 pub mod routes;
+pub mod settlement;
 pub mod signing;
 pub mod wire;
 
@@ -106,10 +107,21 @@ struct Inner {
     keys: RwLock<HashMap<[u8; 32], (AccountId, AccountKind)>>,
     signups: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     metrics: metrics::Metrics,
+    settlement: settlement::Settlement,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, index: Arc<indexing::IndexManager>, config: ServerConfig) -> AppState {
+        AppState::with_chain(store, index, config, None)
+    }
+
+    /// A node that publishes epoch roots to `chain`.
+    pub fn with_chain(
+        store: Arc<dyn Store>,
+        index: Arc<indexing::IndexManager>,
+        config: ServerConfig,
+        chain: Option<settlement::ChainTarget>,
+    ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 models: RwLock::new(HashMap::new()),
@@ -121,8 +133,13 @@ impl AppState {
                 keys: RwLock::new(HashMap::new()),
                 signups: Mutex::new(HashMap::new()),
                 metrics: metrics::Metrics::default(),
+                settlement: settlement::Settlement::new(chain),
             }),
         }
+    }
+
+    pub fn settlement(&self) -> &settlement::Settlement {
+        &self.inner.settlement
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -283,6 +300,13 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(routes::ledger))
         .routes(routes!(routes::node_info))
         .routes(routes!(routes::get_receipt))
+        .routes(routes!(settlement::receipt_proof))
+        .routes(routes!(settlement::close_epoch, settlement::list_epochs))
+        .routes(routes!(settlement::get_epoch))
+        .routes(routes!(settlement::publish_epoch))
+        .routes(routes!(settlement::get_claim))
+        .routes(routes!(settlement::get_tree))
+        .routes(routes!(settlement::account_settlements))
         .routes(routes!(inference::replay_receipt))
         .routes(routes!(inference::chat_completions))
         .routes(routes!(inference::completions))

@@ -16,7 +16,7 @@ use crate::extract::{ApiJson, Caller, ClientIp, IdempotencyHeader, OptionalCalle
 use crate::wire::*;
 use crate::{AppState, SignupPolicy, limits};
 
-fn parse_id<T: std::str::FromStr<Err = tributary_core::ids::IdParseError>>(text: &str) -> ApiResult<T> {
+pub fn parse_id<T: std::str::FromStr<Err = tributary_core::ids::IdParseError>>(text: &str) -> ApiResult<T> {
     text.parse::<T>().map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))
 }
 
@@ -88,7 +88,7 @@ pub async fn create_account(
 }
 
 /// A page size from a query: 1 to `LIST_LIMIT_MAX`, 100 when absent.
-fn list_limit(limit: Option<u32>) -> ApiResult<u32> {
+pub fn list_limit(limit: Option<u32>) -> ApiResult<u32> {
     let limit = limit.unwrap_or(100);
     if (1..=limits::LIST_LIMIT_MAX).contains(&limit) {
         Ok(limit)
@@ -104,7 +104,7 @@ pub fn parse_receipt_id(id: &str) -> ApiResult<u64> {
     })
 }
 
-fn require_self_or_operator(caller: &Caller, account: AccountId) -> ApiResult<()> {
+pub fn require_self_or_operator(caller: &Caller, account: AccountId) -> ApiResult<()> {
     if caller.account == account || caller.is_operator() {
         Ok(())
     } else {

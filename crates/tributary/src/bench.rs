@@ -220,6 +220,7 @@ async fn http(args: &LedgerBenchArgs, dir: &std::path::Path) -> anyhow::Result<(
         &dir.join("http-node"),
         "127.0.0.1:0".parse()?,
         tributary_server::ServerConfig::default(),
+        None,
     )
     .await?;
     let base = format!("http://{}", node.address);

@@ -36,9 +36,13 @@ fn gateway_ms(timing: &str) -> Option<f64> {
 
 pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node =
-        crate::node::start(dir.path(), "127.0.0.1:0".parse()?, tributary_server::ServerConfig::default())
-            .await?;
+    let node = crate::node::start(
+        dir.path(),
+        "127.0.0.1:0".parse()?,
+        tributary_server::ServerConfig::default(),
+        None,
+    )
+    .await?;
     let base = format!("http://{}", node.address);
     let operator = Client::new(&base, node.new_operator_key.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

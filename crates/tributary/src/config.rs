@@ -20,6 +20,9 @@ pub struct FileConfig {
     pub signups_per_minute: Option<u32>,
     pub log_format: Option<crate::LogFormat>,
     pub upstream_timeout_ms: Option<u64>,
+    pub chain_rpc: Option<String>,
+    pub chain_contract: Option<String>,
+    pub chain_key_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -37,6 +40,17 @@ pub struct NodeSettings {
     pub data: PathBuf,
     pub listen: SocketAddr,
     pub server: ServerConfig,
+    /// Where epoch roots are published, if anywhere.
+    pub chain: Option<ChainSettings>,
+}
+
+/// An EVM chain to publish epoch roots to: all three settings, or none.
+#[derive(Debug, Clone)]
+pub struct ChainSettings {
+    pub rpc: String,
+    pub contract: tributary_core::EvmAddress,
+    /// A file holding the hex private key of the contract's owner.
+    pub key_file: PathBuf,
 }
 
 impl NodeSettings {
@@ -48,7 +62,23 @@ impl NodeSettings {
         };
         let signups_per_minute =
             flags.signups_per_minute.or(file.signups_per_minute).unwrap_or(defaults.signups_per_minute);
+        let chain = match (
+            flags.chain_rpc.clone().or(file.chain_rpc),
+            flags.chain_contract.clone().or(file.chain_contract),
+            flags.chain_key_file.clone().or(file.chain_key_file),
+        ) {
+            (None, None, None) => None,
+            (Some(rpc), Some(contract), Some(key_file)) => Some(ChainSettings {
+                rpc,
+                contract: contract.parse().with_context(|| format!("chain contract {contract:?}"))?,
+                key_file,
+            }),
+            _ => anyhow::bail!(
+                "publishing roots on chain needs all of --chain-rpc, --chain-contract and --chain-key-file"
+            ),
+        };
         Ok(NodeSettings {
+            chain,
             data: flags.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
             server: ServerConfig {

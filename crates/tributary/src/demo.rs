@@ -22,6 +22,7 @@ pub async fn run() -> anyhow::Result<()> {
         data.path(),
         "127.0.0.1:0".parse().context("loopback address")?,
         tributary_server::ServerConfig::default(),
+        None,
     )
     .await?;
     let address = node.address;

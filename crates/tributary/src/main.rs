@@ -10,6 +10,7 @@ mod demo;
 mod index_cli;
 mod node;
 mod receipts;
+mod settle_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -153,6 +154,46 @@ enum Commands {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Settlement epochs: close, show, list, the payout tree.
+    Epoch {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        action: settle_cli::EpochCommand,
+    },
+    /// Print the proof ACCOUNT (an account id or a payout address) claims with; with --send,
+    /// send the claim transaction.
+    Claim {
+        #[command(flatten)]
+        node: NodeArgs,
+        account: String,
+        /// The epoch to claim in (default: the latest; the contract only takes the latest root).
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// Send the claim on chain (needs --chain-rpc and --chain-key-file; any key may pay the
+        /// gas, the tokens always go to the payout address).
+        #[arg(long, requires = "chain_rpc")]
+        send: bool,
+        #[arg(long, env = "TRIBUTARY_CHAIN_RPC")]
+        chain_rpc: Option<String>,
+        #[arg(long, env = "TRIBUTARY_CHAIN_KEY_FILE")]
+        chain_key_file: Option<PathBuf>,
+        /// The distributor contract (default: the one the node publishes to).
+        #[arg(long)]
+        contract: Option<String>,
+    },
+    /// Check a claim or receipt proof (JSON as the node serves it, from FILE or -) offline.
+    VerifyProof {
+        file: String,
+        /// Check against this root (say, read from the contract) instead of the one in the file.
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// Deploy and inspect the settlement contract on an EVM chain.
+    Chain {
+        #[command(subcommand)]
+        action: settle_cli::ChainCommand,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -175,6 +216,16 @@ pub struct ServeArgs {
     /// Longest wait for an upstream model's answer, in milliseconds (default 30000).
     #[arg(long, env = "TRIBUTARY_UPSTREAM_TIMEOUT_MS")]
     upstream_timeout_ms: Option<u64>,
+    /// JSON-RPC URL of the EVM chain epoch roots are published to (with --chain-contract and
+    /// --chain-key-file; without them epochs still close and proofs are still served).
+    #[arg(long, env = "TRIBUTARY_CHAIN_RPC")]
+    chain_rpc: Option<String>,
+    /// Address of the CumulativeDistributor contract (`tributary chain deploy` makes one).
+    #[arg(long, env = "TRIBUTARY_CHAIN_CONTRACT")]
+    chain_contract: Option<String>,
+    /// File holding the hex private key that owns the contract.
+    #[arg(long, env = "TRIBUTARY_CHAIN_KEY_FILE")]
+    chain_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -407,7 +458,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let file = config::FileConfig::load(args.config.as_deref())?;
             init_logging(cli.log_format.or(file.log_format));
             let settings = config::NodeSettings::resolve(&args, file)?;
-            let node = node::start(&settings.data, settings.listen, settings.server.clone()).await?;
+            let node = node::start(
+                &settings.data,
+                settings.listen,
+                settings.server.clone(),
+                settings.chain.as_ref(),
+            )
+            .await?;
             if let Some(key) = &node.new_operator_key {
                 println!(
                     "operator API key (shown once, also saved to {}):",
@@ -666,6 +723,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Ledger { node } => {
             print_json(&node.client()?.get("/v1/ledger").await?);
+            Ok(())
+        }
+        Commands::Epoch { node, action } => {
+            print_json(&settle_cli::epoch(&node.client()?, action).await?);
+            Ok(())
+        }
+        Commands::Claim { node, account, epoch, send, chain_rpc, chain_key_file, contract } => {
+            let chain = match (send, chain_rpc, chain_key_file) {
+                (false, _, _) => None,
+                (true, Some(chain_rpc), Some(chain_key_file)) => {
+                    Some(settle_cli::ChainArgs { chain_rpc, chain_key_file })
+                }
+                (true, _, _) => anyhow::bail!("--send needs --chain-rpc and --chain-key-file"),
+            };
+            let value =
+                settle_cli::claim(&node.client()?, &account, epoch, chain.as_ref(), contract.as_deref())
+                    .await?;
+            print_json(&value);
+            Ok(())
+        }
+        Commands::VerifyProof { file, root } => {
+            anyhow::ensure!(settle_cli::verify_proof(&file, root.as_deref())?, "the proof does not verify");
+            Ok(())
+        }
+        Commands::Chain { action } => {
+            print_json(&settle_cli::chain(action).await?);
             Ok(())
         }
     }

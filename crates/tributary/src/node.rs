@@ -27,7 +27,16 @@ pub struct RunningNode {
 }
 
 /// Opens the node's data directory and binds its listener, without serving yet.
-pub async fn start(data: &Path, listen: SocketAddr, mut config: ServerConfig) -> anyhow::Result<RunningNode> {
+pub async fn start(
+    data: &Path,
+    listen: SocketAddr,
+    mut config: ServerConfig,
+    chain: Option<&crate::config::ChainSettings>,
+) -> anyhow::Result<RunningNode> {
+    let chain = match chain {
+        Some(settings) => Some(connect_chain(settings).await?),
+        None => None,
+    };
     std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
     let node_key = Arc::new(
         tributary_server::signing::NodeKey::load_or_create(&data.join(NODE_KEY_FILE))
@@ -62,7 +71,7 @@ pub async fn start(data: &Path, listen: SocketAddr, mut config: ServerConfig) ->
     )
     .await
     .context("opening the index")?;
-    let state = AppState::new(store.clone() as Arc<dyn Store>, Arc::clone(&index), config);
+    let state = AppState::with_chain(store.clone() as Arc<dyn Store>, Arc::clone(&index), config, chain);
     Ok(RunningNode { address, store, new_operator_key, listener, state, index })
 }
 
@@ -82,6 +91,22 @@ impl RunningNode {
         self.store.shutdown().await;
         Ok(())
     }
+}
+
+/// Connects to the chain epoch roots go to, and checks that the contract is there and that the
+/// key owns it, so that a misconfiguration stops the node at start instead of at the first epoch.
+async fn connect_chain(
+    settings: &crate::config::ChainSettings,
+) -> anyhow::Result<tributary_server::settlement::ChainTarget> {
+    let key = std::fs::read_to_string(&settings.key_file)
+        .with_context(|| format!("reading the chain key file {}", settings.key_file.display()))?;
+    let wallet = tributary_settlement::chain::Wallet::new(&settings.rpc, &key)?;
+    let chain_id =
+        wallet.chain_id().await.with_context(|| format!("reaching the chain at {}", settings.rpc))?;
+    let distributor = wallet.distributor(&settings.contract);
+    distributor.check_owner().await.context("checking the settlement contract")?;
+    tracing::info!(chain_id, contract = %settings.contract, publisher = %wallet.address(), "publishing epoch roots on chain");
+    Ok(tributary_server::settlement::ChainTarget { chain_id, distributor })
 }
 
 /// Writes a secret readable by its owner only (mode 0600), refusing to overwrite one.

@@ -1,0 +1,420 @@
+//! Settlement epochs in the SQLite store: the writer's side (closing an epoch inside a batch
+//! transaction) and the readers' queries. See [`EpochRecord`] for what closing means.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tributary_core::registry::AccountKind;
+use tributary_core::{AccountId, Amount, EvmAddress, TransferId};
+use tributary_settlement::PayoutTree;
+use tributary_settlement::tree::{StandardTree, receipt_leaf};
+
+use super::{BatchWrites, Units, WriterState, internal, record_transfer};
+use crate::state::LedgerOp;
+use crate::store::{EpochRecord, Outcome, SettlementLine, StoreError};
+
+pub(super) const MIGRATION: &str = r#"
+-- Settlement epochs (store::EpochRecord). `payouts` holds the payout tree's values, 36 bytes per
+-- address (the 20-byte address, then the cumulative amount as 16 bytes big-endian), by address.
+CREATE TABLE epochs (
+    epoch INTEGER PRIMARY KEY,
+    root BLOB,
+    receipts_root BLOB,
+    receipts_first INTEGER NOT NULL,
+    receipts_last INTEGER NOT NULL,
+    total BLOB NOT NULL,
+    payees INTEGER NOT NULL,
+    settled BLOB NOT NULL,
+    accounts_settled INTEGER NOT NULL,
+    payouts BLOB NOT NULL,
+    tx_hash TEXT,
+    publish_error TEXT,
+    created_at_ms INTEGER NOT NULL
+);
+-- Each account's payout in each epoch, with the address it went to and the ledger transfer.
+CREATE TABLE settlements (
+    account INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    amount BLOB NOT NULL,
+    transfer INTEGER NOT NULL,
+    PRIMARY KEY (account, epoch)
+) WITHOUT ROWID;
+-- Earnings kept at the last close because the account had no payout address then.
+CREATE TABLE settlement_owed (
+    account INTEGER PRIMARY KEY,
+    amount BLOB NOT NULL
+);
+-- Closing an epoch reads the earnings of its receipts.
+CREATE INDEX earnings_receipt ON earnings (receipt);
+"#;
+
+const PAYOUT_BYTES: usize = 20 + 16;
+
+fn encode_payouts(payouts: &BTreeMap<EvmAddress, u128>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(payouts.len() * PAYOUT_BYTES);
+    for (address, amount) in payouts {
+        bytes.extend_from_slice(&address.0);
+        bytes.extend_from_slice(&amount.to_be_bytes());
+    }
+    bytes
+}
+
+fn decode_payouts(bytes: &[u8]) -> Result<Vec<(EvmAddress, u128)>, StoreError> {
+    if bytes.len() % PAYOUT_BYTES != 0 {
+        return Err(internal("stored epoch payouts are not whole entries"));
+    }
+    Ok(bytes
+        .chunks_exact(PAYOUT_BYTES)
+        .map(|entry| {
+            let (address, amount) = entry.split_at(20);
+            let address = EvmAddress(address.try_into().expect("20 bytes"));
+            (address, u128::from_be_bytes(amount.try_into().expect("16 bytes")))
+        })
+        .collect())
+}
+
+fn hash32(bytes: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
+    bytes.map(|b| b.as_slice().try_into().map_err(|_| internal("a stored root is not 32 bytes"))).transpose()
+}
+
+/// One account's payout as planned before anything changes.
+struct Payout {
+    account: AccountId,
+    address: EvmAddress,
+    amount: u128,
+}
+
+/// Closes the next epoch inside the writer's batch transaction. Everything is planned and checked
+/// before the first ledger operation, so a refusal changes nothing.
+pub(super) fn close_epoch(
+    tx: &Transaction<'_>,
+    state: &mut WriterState,
+    caller: AccountId,
+    now_ms: u64,
+    writes: &mut BatchWrites,
+) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    if state.operator != Some(caller) {
+        return Ok(Err(StoreError::Forbidden("only the node's operator closes epochs".into())));
+    }
+    let previous: Option<(i64, i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT epoch, receipts_last, payouts FROM epochs ORDER BY epoch DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    let (epoch, receipts_first, mut cumulative) = match previous {
+        Some((epoch, receipts_last, payouts)) => match decode_payouts(&payouts) {
+            Ok(values) => (epoch as u64 + 1, receipts_last as u64 + 1, values.into_iter().collect()),
+            Err(error) => return Ok(Err(error)),
+        },
+        None => (1, 1, BTreeMap::new()),
+    };
+    let receipts_last = state.next_receipt_id - 1;
+
+    // What each account is owed: kept from earlier closes, plus the earnings of this epoch's receipts.
+    let mut owed: BTreeMap<u64, u128> = BTreeMap::new();
+    let add = |owed: &mut BTreeMap<u64, u128>, account: i64, amount: Units| -> Result<(), StoreError> {
+        let entry = owed.entry(account as u64).or_default();
+        *entry = entry.checked_add(amount.0).ok_or_else(|| internal("owed earnings overflow"))?;
+        Ok(())
+    };
+    {
+        let mut kept = tx.prepare_cached("SELECT account, amount FROM settlement_owed")?;
+        let mut rows = kept.query([])?;
+        while let Some(row) = rows.next()? {
+            if let Err(error) = add(&mut owed, row.get(0)?, row.get(1)?) {
+                return Ok(Err(error));
+            }
+        }
+        let mut earned =
+            tx.prepare_cached("SELECT account, amount FROM earnings WHERE receipt BETWEEN ?1 AND ?2")?;
+        let mut rows = earned.query(params![receipts_first as i64, receipts_last as i64])?;
+        while let Some(row) = rows.next()? {
+            if let Err(error) = add(&mut owed, row.get(0)?, row.get(1)?) {
+                return Ok(Err(error));
+            }
+        }
+    }
+
+    // The plan: people's accounts are paid what they are owed, capped at what they hold; those
+    // without a payout address keep it owed. Internal accounts (pools, protocol) stay in the ledger.
+    let mut payouts = Vec::new();
+    let mut still_owed = Vec::new();
+    let mut settled = 0u128;
+    {
+        let mut address_of = tx.prepare_cached("SELECT payout_address FROM accounts WHERE id = ?1")?;
+        for (account, amount) in owed {
+            let id = AccountId(account);
+            let Some(entry) = state.ledger.account(id) else { continue };
+            if !matches!(entry.kind, AccountKind::User | AccountKind::Operator) {
+                continue;
+            }
+            let due = amount.min(entry.balances.available());
+            if due == 0 {
+                continue;
+            }
+            let address: Option<String> = address_of.query_row([account as i64], |row| row.get(0))?;
+            match address.map(|text| text.parse::<EvmAddress>()) {
+                None => still_owed.push((account, due)),
+                Some(Err(_)) => {
+                    return Ok(Err(internal(format!("{id} has a malformed stored payout address"))));
+                }
+                Some(Ok(address)) => {
+                    let total = cumulative.entry(address).or_default();
+                    *total = match total.checked_add(due) {
+                        Some(sum) => sum,
+                        None => return Ok(Err(internal("a cumulative payout overflows"))),
+                    };
+                    settled = match settled.checked_add(due) {
+                        Some(sum) => sum,
+                        None => return Ok(Err(internal("an epoch's payouts overflow"))),
+                    };
+                    payouts.push(Payout { account: id, address, amount: due });
+                }
+            }
+        }
+    }
+    let Some(total) = cumulative.values().try_fold(0u128, |sum, amount| sum.checked_add(*amount)) else {
+        return Ok(Err(internal("the payout tree's total overflows")));
+    };
+    let root = if cumulative.is_empty() {
+        None
+    } else {
+        let values = cumulative.iter().map(|(address, amount)| (*address, *amount)).collect();
+        match PayoutTree::new(values) {
+            Ok(tree) => Some(tree.root()),
+            Err(error) => return Ok(Err(internal(error))),
+        }
+    };
+    let mut receipt_leaves = Vec::new();
+    {
+        let mut hashes = tx.prepare_cached("SELECT id, hash FROM receipts WHERE id BETWEEN ?1 AND ?2")?;
+        let mut rows = hashes.query(params![receipts_first as i64, receipts_last as i64])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let hash: Vec<u8> = row.get(1)?;
+            let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
+                return Ok(Err(internal("a stored receipt hash is not 32 bytes")));
+            };
+            receipt_leaves.push(receipt_leaf(id as u64, &hash));
+        }
+    }
+    let receipts_root = match receipt_leaves.is_empty() {
+        true => None,
+        false => match StandardTree::new(receipt_leaves) {
+            Ok(tree) => Some(tree.root()),
+            Err(error) => return Ok(Err(internal(error))),
+        },
+    };
+
+    // Apply: every payout is within its account's available balance, checked above.
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO settlements (account, epoch, address, amount, transfer) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for payout in &payouts {
+        let op = LedgerOp::Transfer {
+            debit: payout.account,
+            credit: state.system.external,
+            amount: Amount(payout.amount),
+        };
+        let transfer = state.ledger.apply(op, now_ms).expect("a payout is within the available balance");
+        record_transfer(tx, &transfer, writes)?;
+        insert.execute(params![
+            payout.account.0 as i64,
+            epoch as i64,
+            payout.address.to_string(),
+            Units(payout.amount),
+            transfer.id.0 as i64
+        ])?;
+    }
+    tx.execute("DELETE FROM settlement_owed", [])?;
+    let mut keep = tx.prepare_cached("INSERT INTO settlement_owed (account, amount) VALUES (?1, ?2)")?;
+    for (account, amount) in still_owed {
+        keep.execute(params![account as i64, Units(amount)])?;
+    }
+    let record = EpochRecord {
+        epoch,
+        root,
+        receipts_root,
+        receipts_first,
+        receipts_last,
+        total: Amount(total),
+        payees: cumulative.len() as u64,
+        settled: Amount(settled),
+        accounts_settled: payouts.len() as u64,
+        tx_hash: None,
+        publish_error: None,
+        created_at_ms: now_ms,
+    };
+    tx.prepare_cached(
+        "INSERT INTO epochs (epoch, root, receipts_root, receipts_first, receipts_last, total, payees, settled,
+         accounts_settled, payouts, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        epoch as i64,
+        root.as_ref().map(|r| &r[..]),
+        receipts_root.as_ref().map(|r| &r[..]),
+        receipts_first as i64,
+        receipts_last as i64,
+        Units(total),
+        record.payees as i64,
+        Units(settled),
+        record.accounts_settled as i64,
+        encode_payouts(&cumulative),
+        now_ms as i64
+    ])?;
+    Ok(Ok(Outcome::EpochClosed(record)))
+}
+
+pub(super) fn record_publication(
+    tx: &Transaction<'_>,
+    epoch: u64,
+    tx_hash: Option<&str>,
+    error: Option<&str>,
+) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    let updated = tx
+        .prepare_cached("UPDATE epochs SET tx_hash = ?2, publish_error = ?3 WHERE epoch = ?1")?
+        .execute(params![epoch as i64, tx_hash, error])?;
+    Ok(match updated {
+        0 => Err(StoreError::NotFound { what: "epoch", id: epoch.to_string() }),
+        _ => Ok(Outcome::EpochPublicationRecorded(epoch)),
+    })
+}
+
+const EPOCH_SELECT: &str = "SELECT epoch, root, receipts_root, receipts_first, receipts_last, total, payees, \
+     settled, accounts_settled, tx_hash, publish_error, created_at_ms FROM epochs";
+
+fn epoch_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EpochRecord, StoreError>> {
+    let root = hash32(row.get(1)?);
+    let receipts_root = hash32(row.get(2)?);
+    let record = |root, receipts_root| -> rusqlite::Result<EpochRecord> {
+        Ok(EpochRecord {
+            epoch: row.get::<_, i64>(0)? as u64,
+            root,
+            receipts_root,
+            receipts_first: row.get::<_, i64>(3)? as u64,
+            receipts_last: row.get::<_, i64>(4)? as u64,
+            total: Amount(row.get::<_, Units>(5)?.0),
+            payees: row.get::<_, i64>(6)? as u64,
+            settled: Amount(row.get::<_, Units>(7)?.0),
+            accounts_settled: row.get::<_, i64>(8)? as u64,
+            tx_hash: row.get(9)?,
+            publish_error: row.get(10)?,
+            created_at_ms: row.get::<_, i64>(11)? as u64,
+        })
+    };
+    Ok(match (root, receipts_root) {
+        (Ok(root), Ok(receipts_root)) => Ok(record(root, receipts_root)?),
+        (Err(error), _) | (_, Err(error)) => Err(error),
+    })
+}
+
+pub(super) fn epoch(conn: &Connection, epoch: u64) -> Result<Option<EpochRecord>, StoreError> {
+    conn.query_row(&format!("{EPOCH_SELECT} WHERE epoch = ?1"), [epoch as i64], epoch_from_row)
+        .optional()
+        .map_err(internal)?
+        .transpose()
+}
+
+pub(super) fn epochs(conn: &Connection, limit: u32) -> Result<Vec<EpochRecord>, StoreError> {
+    let mut statement =
+        conn.prepare_cached(&format!("{EPOCH_SELECT} ORDER BY epoch DESC LIMIT ?1")).map_err(internal)?;
+    let rows = statement.query_map([limit], epoch_from_row).map_err(internal)?;
+    rows.map(|row| row.map_err(internal).and_then(|record| record)).collect()
+}
+
+pub(super) fn epoch_payouts(conn: &Connection, epoch: u64) -> Result<Vec<(EvmAddress, Amount)>, StoreError> {
+    let payouts: Option<Vec<u8>> = conn
+        .query_row("SELECT payouts FROM epochs WHERE epoch = ?1", [epoch as i64], |row| row.get(0))
+        .optional()
+        .map_err(internal)?;
+    let payouts = payouts.ok_or_else(|| StoreError::NotFound { what: "epoch", id: epoch.to_string() })?;
+    Ok(decode_payouts(&payouts)?.into_iter().map(|(address, amount)| (address, Amount(amount))).collect())
+}
+
+pub(super) fn receipt_epoch(conn: &Connection, id: u64) -> Result<Option<u64>, StoreError> {
+    conn.query_row(
+        "SELECT epoch FROM epochs WHERE receipts_first <= ?1 AND receipts_last >= ?1 ORDER BY epoch LIMIT 1",
+        [id as i64],
+        |row| row.get::<_, i64>(0),
+    )
+    .optional()
+    .map(|epoch| epoch.map(|e| e as u64))
+    .map_err(internal)
+}
+
+pub(super) fn receipt_hashes(
+    conn: &Connection,
+    first: u64,
+    last: u64,
+) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+    let mut statement = conn
+        .prepare_cached("SELECT id, hash FROM receipts WHERE id BETWEEN ?1 AND ?2 ORDER BY id")
+        .map_err(internal)?;
+    let rows = statement
+        .query_map(params![first as i64, last as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(internal)?;
+    rows.map(|row| {
+        let (id, hash) = row.map_err(internal)?;
+        let hash =
+            hash.as_slice().try_into().map_err(|_| internal("a stored receipt hash is not 32 bytes"))?;
+        Ok((id as u64, hash))
+    })
+    .collect()
+}
+
+pub(super) fn settlements(
+    conn: &Connection,
+    account: AccountId,
+) -> Result<(Vec<SettlementLine>, Amount), StoreError> {
+    let tx = conn.unchecked_transaction().map_err(internal)?;
+    let mut statement = tx
+        .prepare_cached(
+            "SELECT epoch, address, amount, transfer FROM settlements WHERE account = ?1 ORDER BY epoch DESC",
+        )
+        .map_err(internal)?;
+    let rows = statement
+        .query_map([account.0 as i64], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Units>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(internal)?;
+    let mut lines = Vec::new();
+    for row in rows {
+        let (epoch, address, amount, transfer) = row.map_err(internal)?;
+        lines.push(SettlementLine {
+            epoch: epoch as u64,
+            address: address.parse().map_err(internal)?,
+            amount: Amount(amount.0),
+            transfer: TransferId(transfer as u64),
+        });
+    }
+    drop(statement);
+    let kept: Option<Units> = tx
+        .query_row("SELECT amount FROM settlement_owed WHERE account = ?1", [account.0 as i64], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(internal)?;
+    let last_closed: i64 = tx
+        .query_row("SELECT COALESCE(MAX(receipts_last), 0) FROM epochs", [], |row| row.get(0))
+        .map_err(internal)?;
+    let mut owed = kept.map_or(0, |units| units.0);
+    let mut since = tx
+        .prepare_cached("SELECT amount FROM earnings WHERE account = ?1 AND receipt > ?2")
+        .map_err(internal)?;
+    let mut rows = since.query(params![account.0 as i64, last_closed]).map_err(internal)?;
+    while let Some(row) = rows.next().map_err(internal)? {
+        let amount: Units = row.get(0).map_err(internal)?;
+        owed = owed.checked_add(amount.0).ok_or_else(|| internal("owed earnings overflow"))?;
+    }
+    Ok((lines, Amount(owed)))
+}
