@@ -1654,14 +1654,14 @@ fn settle_inference(
     let mut earning = tx.prepare_cached(
         "INSERT INTO earnings (account, receipt, role, amount, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    // One earnings row per payee and role: lines that repeat a payee in a role add up (their sum
+    // is within the fee, so it cannot overflow).
+    let mut lines: std::collections::BTreeMap<(AccountId, &str), u128> = Default::default();
     for payment in payments.iter().filter(|p| !p.amount.is_zero()) {
-        earning.execute(params![
-            payment.account.0 as i64,
-            id as i64,
-            payment.role,
-            Units(payment.amount.0),
-            now_ms as i64
-        ])?;
+        *lines.entry((payment.account, payment.role.as_str())).or_default() += payment.amount.0;
+    }
+    for ((account, role), amount) in lines {
+        earning.execute(params![account.0 as i64, id as i64, role, Units(amount), now_ms as i64])?;
     }
     state.next_receipt_id += 1;
     state.last_receipt_hash = hash;

@@ -126,7 +126,17 @@ impl Wallet {
         let signer: PrivateKeySigner = private_key.trim().parse().map_err(|_| ChainError::BadKey)?;
         let sender = signer.address();
         let url = rpc_url.parse().map_err(|_| ChainError::BadUrl(rpc_url.to_owned()))?;
-        let provider = ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased();
+        // Nonces are asked of the chain for every transaction, not cached: the same key may sign
+        // from several processes (a node and an operator's CLI), and a cached nonce would then
+        // leave transactions stuck behind a gap.
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
         Ok(Wallet { provider, sender })
     }
 

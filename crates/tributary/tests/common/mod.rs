@@ -173,3 +173,84 @@ pub async fn balance(node: &Node, account: &str) -> (String, String) {
     assert_eq!(status, 200, "{body}");
     (body["balance"].as_str().expect("balance").to_owned(), body["held"].as_str().expect("held").to_owned())
 }
+
+/// The repository's root (tests run from the crate's directory).
+pub fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root")
+}
+
+/// The npm tooling under contracts/ (anvil, solc-js, @openzeppelin/merkle-tree).
+pub fn contracts_tool(name: &str) -> PathBuf {
+    let path = repository_root().join("contracts/node_modules/.bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/fetch-test-data.sh (it installs contracts/ with npm)",
+        path.display()
+    );
+    path
+}
+
+/// anvil's own executable. `node_modules/.bin/anvil` is a Node wrapper that starts it as a child,
+/// and killing the wrapper would leave the chain running.
+fn anvil_binary() -> PathBuf {
+    contracts_tool("anvil");
+    let packages = repository_root().join("contracts/node_modules/@foundry-rs");
+    std::fs::read_dir(&packages)
+        .expect("@foundry-rs packages")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("bin/anvil"))
+        .find(|path| path.is_file())
+        .expect("a platform package of anvil with bin/anvil")
+}
+
+/// A real local EVM chain: anvil on a free loopback port, stopped when dropped.
+pub struct Anvil {
+    child: Child,
+    pub url: String,
+}
+
+/// anvil's first two well-known development keys (public test keys, funded on every anvil).
+pub const ANVIL_KEYS: [&str; 2] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+];
+
+impl Anvil {
+    pub fn start() -> Anvil {
+        let mut child = Command::new(anvil_binary())
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("anvil starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = line.trim().strip_prefix("Listening on ") {
+                    let _ = sender.send(address.to_owned());
+                }
+            }
+        });
+        let address = receiver.recv_timeout(Duration::from_secs(30)).expect("anvil reports its address");
+        Anvil { child, url: format!("http://{address}") }
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `tributary` binary with `args`; returns (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tributary")).args(args).output().expect("the binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
