@@ -104,3 +104,68 @@ fn openzeppelin_merkle_tree_gives_the_known_root() {
     let reply = oz_tree(&format!(r#"{{"values": {KNOWN_VALUES}, "check": {checks}}}"#));
     assert_eq!(reply["valid"], serde_json::json!([true, true, false, false]), "reply: {reply}");
 }
+
+/// A deterministic stream of pseudo-random words (xorshift64*), so failures reproduce.
+fn words(mut state: u64) -> impl Iterator<Item = u64> {
+    std::iter::repeat_with(move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
+}
+
+/// Our tree of `n` random payees, checked by OpenZeppelin's library: the same root from the same
+/// values, our standard-v1 dump loads and validates, and a sample of our proofs verify.
+fn cross_check(n: usize, seed: u64) {
+    use tributary_core::EvmAddress;
+    use tributary_settlement::{PayoutTree, hex32};
+    let mut random = words(seed);
+    let mut values = std::collections::BTreeMap::new();
+    while values.len() < n {
+        let mut address = [0u8; 20];
+        for chunk in address.chunks_mut(8) {
+            let word = random.next().expect("endless").to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        let amount = u128::from(random.next().expect("endless")) << (random.next().expect("endless") % 64);
+        values.insert(EvmAddress(address), amount);
+    }
+    let tree = PayoutTree::new(values.into_iter().collect()).expect("distinct payees");
+    let step = (n / 25).max(1);
+    let checks: Vec<serde_json::Value> = tree
+        .values()
+        .iter()
+        .step_by(step)
+        .map(|(address, amount)| {
+            let claim = tree.claim(address).expect("a payee");
+            let proof: Vec<String> = claim.proof.iter().map(hex32).collect();
+            serde_json::json!({"value": [address.to_string(), amount.to_string()], "proof": proof})
+        })
+        .collect();
+    let dump = tree.dump();
+    let request = serde_json::json!({"values": dump["values"].as_array().expect("values").iter().map(|v| &v["value"]).collect::<Vec<_>>(), "dump": dump, "check": checks});
+    let reply = oz_tree(&request.to_string());
+    let root = hex32(&tree.root());
+    assert_eq!(reply["root"].as_str(), Some(root.as_str()), "{n} leaves: OpenZeppelin's root differs");
+    assert_eq!(
+        reply["dump_root"].as_str(),
+        Some(root.as_str()),
+        "{n} leaves: our dump loads to another root"
+    );
+    let valid = reply["valid"].as_array().expect("valid");
+    assert_eq!(valid.len(), checks.len());
+    assert!(valid.iter().all(|v| v == true), "{n} leaves: OpenZeppelin rejects some of our proofs: {reply}");
+}
+
+#[test]
+fn openzeppelin_accepts_our_small_trees() {
+    for (n, seed) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (7, 6), (8, 7), (33, 8), (1000, 9)] {
+        cross_check(n, seed);
+    }
+}
+
+#[test]
+fn openzeppelin_accepts_our_tree_of_100_000_payees() {
+    cross_check(100_000, 42);
+}

@@ -395,3 +395,103 @@ fn openzeppelin(request: &Value) -> Value {
     assert!(output.status.success(), "oz-tree failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("oz-tree prints JSON")
 }
+
+#[tokio::test]
+async fn epochs_close_on_the_embedded_default_and_guard_who_sees_what() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = market(Node::start(&dir.path().join("node"), &[])).await;
+    let node = &m.node;
+    m.infer(2).await;
+
+    // Bad input and the wrong caller change nothing.
+    assert_eq!(node.call("POST", "/v1/epochs", None, None).await.0, 401);
+    assert_eq!(node.call("POST", "/v1/epochs", Some(&m.bob.1), None).await.0, 403);
+    for (path, status) in
+        [("/v1/epochs/abc", 400), ("/v1/epochs/0", 400), ("/v1/epochs/1", 404), ("/v1/epochs/1/tree", 404)]
+    {
+        assert_eq!(node.call("GET", path, None, None).await.0, status, "{path}");
+    }
+    let (status, body) = node.call("GET", "/v1/receipts/rcpt_1/proof", Some(&m.carol.1), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_in_epoch")), "{body}");
+    assert_eq!(node.call("GET", "/v1/epochs?limit=5", None, None).await.1["data"], json!([]));
+
+    // Bob spends part of his earnings inside the ledger first: only what he still holds is paid out,
+    // and the part he spent is not owed to him later.
+    let (bob_earned, _, _) = m.money(&m.bob).await;
+    let spent = bob_earned / 3;
+    call_ok(
+        node,
+        "POST",
+        "/v1/transfers",
+        &m.bob.1,
+        Some(json!({"to": m.carol.0, "amount": spent.to_string()})),
+    )
+    .await;
+
+    // The CLI closes the epoch with the operator's key file; without a chain there is no transaction.
+    let key_file = dir.path().join("node/operator.key");
+    let key_file = key_file.to_str().expect("path");
+    let (ok, out, err) = cli(&["epoch", "close", "--node", &node.base, "--key-file", key_file]);
+    assert!(ok, "{err}");
+    let epoch1: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(epoch1["epoch"], 1);
+    assert!(
+        epoch1["tx_hash"].is_null() && epoch1["chain_id"].is_null() && epoch1["root"].is_string(),
+        "{epoch1}"
+    );
+    assert_eq!(m.money(&m.bob).await, (bob_earned, bob_earned - spent, 0));
+    let (status, body) = node.call("POST", "/v1/epochs/1/publish", Some(&node.operator_key), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("no_chain")), "{body}");
+
+    // Claims: by address for anyone; unknown, malformed; by account id only for its owner.
+    let (status, _) =
+        node.call("GET", "/v1/epochs/1/claims/0x1111111111111111111111111111111111111111", None, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(node.call("GET", "/v1/epochs/1/claims/0xnothex", None, None).await.0, 400);
+    assert_eq!(node.call("GET", "/v1/epochs/1/claims/acct_x", Some(&m.bob.1), None).await.0, 400);
+    let (status, body) =
+        node.call("GET", &format!("/v1/epochs/1/claims/{}", m.dave.0), Some(&m.dave.1), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("no_payout_address")), "{body}");
+    assert_eq!(
+        node.call("GET", &format!("/v1/accounts/{}/settlements", m.bob.0), Some(&m.carol.1), None).await.0,
+        404
+    );
+    let operator_view = node
+        .call("GET", &format!("/v1/accounts/{}/settlements", m.bob.0), Some(&node.operator_key), None)
+        .await;
+    assert_eq!(operator_view.0, 200);
+
+    // The CLI prints Bob's proof and checks it offline.
+    let (ok, out, err) = cli(&["claim", &m.bob.0, "--node", &node.base, "--key", &m.bob.1]);
+    assert!(ok, "{err}");
+    let proof_file = dir.path().join("claim.json");
+    std::fs::write(&proof_file, &out).expect("write");
+    let (ok, out, _) = cli(&["verify-proof", proof_file.to_str().expect("path")]);
+    assert!(ok && out.contains(": valid"), "{out}");
+    let mut forged: Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof_file).expect("read")).expect("JSON");
+    forged["cumulative_amount"] = json!((units(&forged["cumulative_amount"]) * 2).to_string());
+    std::fs::write(&proof_file, forged.to_string()).expect("write");
+    let (ok, out, _) = cli(&["verify-proof", proof_file.to_str().expect("path")]);
+    assert!(!ok && out.contains("INVALID"), "{out}");
+
+    // Receipt proofs: for the receipt's caller and payees only.
+    assert_eq!(node.call("GET", "/v1/receipts/rcpt_1/proof", Some(&m.carol.1), None).await.0, 200);
+    let (_, stranger) = account(node, "stranger").await;
+    assert_eq!(node.call("GET", "/v1/receipts/rcpt_1/proof", Some(&stranger), None).await.0, 404);
+
+    // An epoch with no new earnings pays nothing and keeps the same tree.
+    let epoch2 = m.close_epoch().await;
+    assert_eq!((epoch2["epoch"].clone(), epoch2["settled"].clone()), (json!(2), json!("0")));
+    assert_eq!(
+        (epoch2["root"].clone(), epoch2["total"].clone()),
+        (epoch1["root"].clone(), epoch1["total"].clone())
+    );
+    assert_eq!(epoch2["receipts"], 0);
+    assert!(epoch2["receipts_root"].is_null());
+    let (_, ledger) = node.call("GET", "/v1/ledger", Some(&node.operator_key), None).await;
+    assert_eq!(ledger["balanced"], true, "{ledger}");
+    let listed = node.call("GET", "/v1/epochs", None, None).await.1;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(listed["data"][0]["epoch"], 2, "newest first");
+}
