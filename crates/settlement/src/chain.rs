@@ -194,10 +194,22 @@ impl Wallet {
         token: &EvmAddress,
         to: &EvmAddress,
         amount: u128,
-    ) -> Result<String, ChainError> {
+    ) -> Result<Mined, ChainError> {
         let token = TestToken::new(address(token), &self.provider);
         let call = token.mint(address(to), U256::from(amount));
-        self.confirm(call.send().await.map_err(|e| ChainError::Rpc(e.to_string()))?).await
+        self.mined(call.send().await.map_err(rpc)?).await
+    }
+
+    /// A plain ERC-20 transfer from this wallet: what paying one payee per inference on chain costs.
+    pub async fn token_transfer(
+        &self,
+        token: &EvmAddress,
+        to: &EvmAddress,
+        amount: u128,
+    ) -> Result<Mined, ChainError> {
+        let token = TestToken::new(address(token), &self.provider);
+        let call = token.transfer(address(to), U256::from(amount));
+        self.mined(call.send().await.map_err(rpc)?).await
     }
 
     pub async fn token_balance(&self, token: &EvmAddress, owner: &EvmAddress) -> Result<u128, ChainError> {
@@ -206,15 +218,15 @@ impl Wallet {
         u128::try_from(balance).map_err(|_| ChainError::Rpc("a token balance above 2^128".into()))
     }
 
-    async fn confirm(
+    async fn mined(
         &self,
         pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
-    ) -> Result<String, ChainError> {
+    ) -> Result<Mined, ChainError> {
         let receipt = pending.with_timeout(Some(RECEIPT_TIMEOUT)).get_receipt().await.map_err(rpc)?;
-        let hash = receipt.transaction_hash.to_string();
+        let tx_hash = receipt.transaction_hash.to_string();
         match receipt.status() {
-            true => Ok(hash),
-            false => Err(ChainError::Failed(hash)),
+            true => Ok(Mined { tx_hash, gas_used: receipt.gas_used }),
+            false => Err(ChainError::Failed(tx_hash)),
         }
     }
 
@@ -278,23 +290,11 @@ impl Distributor {
         u128::try_from(claimed).map_err(|_| ChainError::Rpc("a claimed amount above 2^128".into()))
     }
 
-    async fn mined(
-        &self,
-        pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
-    ) -> Result<Mined, ChainError> {
-        let receipt = pending.with_timeout(Some(RECEIPT_TIMEOUT)).get_receipt().await.map_err(rpc)?;
-        let tx_hash = receipt.transaction_hash.to_string();
-        match receipt.status() {
-            true => Ok(Mined { tx_hash, gas_used: receipt.gas_used }),
-            false => Err(ChainError::Failed(tx_hash)),
-        }
-    }
-
     /// Publishes an epoch's root (owner only; epochs strictly increase).
     pub async fn set_root(&self, epoch: u64, root: &Hash) -> Result<Mined, ChainError> {
         let contract = self.contract();
         let call = contract.setRoot(U256::from(epoch), B256::from(*root));
-        self.mined(call.send().await.map_err(explain)?).await
+        self.wallet.mined(call.send().await.map_err(explain)?).await
     }
 
     /// Claims for `claim.address` (the tokens go to that address, whoever sends the claim).
@@ -307,6 +307,6 @@ impl Distributor {
             B256::from(claim.root),
             proof,
         );
-        self.mined(call.send().await.map_err(explain)?).await
+        self.wallet.mined(call.send().await.map_err(explain)?).await
     }
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_index;
 mod bench_inference;
+mod bench_settlement;
 mod client;
 mod config;
 mod demo;
@@ -419,6 +420,10 @@ enum BenchCommand {
     /// Paid requests per second on the built-in ∞-gram model, and the gateway's own overhead at a
     /// fixed request rate.
     Inference(bench_inference::InferenceBenchArgs),
+    /// Epoch payout trees (next to OpenZeppelin's JavaScript library), a whole epoch close through
+    /// the embedded store, and gas on a local chain with the cost of per-inference versus epoch
+    /// settlement.
+    Settlement(bench_settlement::SettlementBenchArgs),
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -481,6 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Demo => demo::run().await,
         Commands::Bench { what: BenchCommand::Ledger(args) } => bench::ledger(args).await,
         Commands::Bench { what: BenchCommand::Inference(args) } => bench_inference::inference(args).await,
+        Commands::Bench { what: BenchCommand::Settlement(args) } => bench_settlement::settlement(args).await,
         Commands::Bench { what: BenchCommand::Index(args) } => {
             tokio::task::spawn_blocking(move || bench_index::index(args)).await?
         }

@@ -242,8 +242,8 @@ pub async fn chain(action: ChainCommand) -> anyhow::Result<Value> {
         ChainCommand::Mint { chain, token, to, amount } => {
             let amount: u128 =
                 amount.parse().context("the amount is an integer in the token's smallest units")?;
-            let tx_hash = chain.wallet()?.mint_test_token(&address(&token)?, &address(&to)?, amount).await?;
-            Ok(json!({"tx_hash": tx_hash}))
+            let mined = chain.wallet()?.mint_test_token(&address(&token)?, &address(&to)?, amount).await?;
+            Ok(json!({"tx_hash": mined.tx_hash}))
         }
         ChainCommand::Status { chain_rpc, contract, address: who } => {
             // Reading needs no key; any well-formed key will do for the provider.
