@@ -45,6 +45,24 @@ impl fmt::Display for EvmAddress {
     }
 }
 
+impl EvmAddress {
+    /// Parses `0x` and 40 hex digits in any case without checking an EIP-55 checksum: for
+    /// addresses the node stored itself after a checked parse, where the checksum would only cost
+    /// a hash per row.
+    pub fn from_stored(text: &str) -> Option<EvmAddress> {
+        let hex = text.strip_prefix("0x")?.as_bytes();
+        if hex.len() != 40 {
+            return None;
+        }
+        let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        let mut bytes = [0u8; 20];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = digit(hex[2 * i])? << 4 | digit(hex[2 * i + 1])?;
+        }
+        Some(EvmAddress(bytes))
+    }
+}
+
 impl FromStr for EvmAddress {
     type Err = AddressParseError;
 
@@ -90,5 +108,14 @@ mod tests {
         check("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beae", Err(()));
         check("5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", Err(()));
         check("0xzzaeb6053f3e94c9b9a09f33669435e7ef1beaed", Err(()));
+    }
+
+    #[test]
+    fn stored_addresses_parse_to_the_same_bytes() {
+        let good: EvmAddress = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".parse().expect("valid");
+        assert_eq!(EvmAddress::from_stored(&good.to_string()), Some(good));
+        assert_eq!(EvmAddress::from_stored("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"), Some(good));
+        assert_eq!(EvmAddress::from_stored("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beae"), None);
+        assert_eq!(EvmAddress::from_stored("0xzzaeb6053f3e94c9b9a09f33669435e7ef1beaed"), None);
     }
 }

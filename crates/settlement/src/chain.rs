@@ -297,6 +297,13 @@ impl Distributor {
         self.wallet.mined(call.send().await.map_err(explain)?).await
     }
 
+    /// Hands the contract to another owner (owner only).
+    pub async fn transfer_ownership(&self, new_owner: &EvmAddress) -> Result<Mined, ChainError> {
+        let contract = self.contract();
+        let call = contract.transferOwnership(address(new_owner));
+        self.wallet.mined(call.send().await.map_err(explain)?).await
+    }
+
     /// Claims for `claim.address` (the tokens go to that address, whoever sends the claim).
     pub async fn claim(&self, claim: &Claim) -> Result<Mined, ChainError> {
         let proof: Vec<B256> = claim.proof.iter().map(|hash| B256::from(*hash)).collect();

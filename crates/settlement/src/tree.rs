@@ -212,7 +212,24 @@ impl PayoutTree {
     /// Builds the tree of `values` (any order; one entry per address).
     pub fn new(mut values: Vec<(EvmAddress, u128)>) -> Result<PayoutTree, TreeError> {
         values.sort_unstable_by_key(|(address, _)| *address);
-        let leaves = values.iter().map(|(address, amount)| payout_leaf(address, *amount)).collect();
+        let mut leaves = vec![[0u8; 32]; values.len()];
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if values.len() < PARALLEL_LEVEL_MIN || threads == 1 {
+            for (leaf, (address, amount)) in leaves.iter_mut().zip(&values) {
+                *leaf = payout_leaf(address, *amount);
+            }
+        } else {
+            let chunk = values.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                for (part, values) in leaves.chunks_mut(chunk).zip(values.chunks(chunk)) {
+                    scope.spawn(move || {
+                        for (leaf, (address, amount)) in part.iter_mut().zip(values) {
+                            *leaf = payout_leaf(address, *amount);
+                        }
+                    });
+                }
+            });
+        }
         let tree = StandardTree::new(leaves)?;
         Ok(PayoutTree { values, tree })
     }

@@ -164,6 +164,49 @@ pub async fn run() -> anyhow::Result<()> {
         anyhow::ensure!(valid, "a receipt failed its signature check");
     }
 
+    step(
+        "Settlement: Alice sets a payout address; the operator closes epoch 1 (no chain: the embedded default)",
+    );
+    alice
+        .patch(
+            &format!("/v1/accounts/{alice_id}"),
+            json!({"payout_address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"}),
+        )
+        .await?;
+    let epoch = operator.post("/v1/epochs", json!({})).await?;
+    println!(
+        "   epoch {}: {} paid out to {} address(es), payout root {}",
+        epoch["epoch"],
+        field(&epoch, "settled")?,
+        epoch["payees"],
+        field(&epoch, "root")?
+    );
+    println!("   receipts root {} over {} receipt(s)", field(&epoch, "receipts_root")?, epoch["receipts"]);
+    let claim = alice.get(&format!("/v1/epochs/1/claims/{alice_id}")).await?;
+    let proof: Vec<tributary_settlement::Hash> = claim["proof"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().and_then(tributary_settlement::parse_hex32))
+        .collect();
+    let root = tributary_settlement::parse_hex32(&field(&claim, "root")?).context("a root")?;
+    let address: tributary_core::EvmAddress = field(&claim, "address")?.parse()?;
+    let amount: u128 = field(&claim, "cumulative_amount")?.parse()?;
+    let valid = tributary_settlement::tree::verify(
+        &root,
+        &tributary_settlement::tree::payout_leaf(&address, amount),
+        &proof,
+    );
+    println!(
+        "   Alice's claim: {amount} to {address}, proof of {} hashes checked here against the root: {}",
+        proof.len(),
+        if valid { "valid" } else { "INVALID" }
+    );
+    anyhow::ensure!(valid, "a claim proof failed to verify");
+    println!(
+        "   (her earnings left the ledger; with --chain-rpc the root goes on chain and she claims tokens)"
+    );
+
     step("Balances");
     println!("   {:<22} {:>12} {:>8}", "account", "balance", "held");
     for (name, id, client) in &people {

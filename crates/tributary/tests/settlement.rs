@@ -344,6 +344,24 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     assert_eq!(payer.token_balance(&token, &contract).await.expect("balance"), 0);
     assert_eq!(units(&epoch3["total"]), bob_earned + alice_earned + erin_earned + dave_earned);
 
+    // Publishing fails when the node's key no longer owns the contract: the epoch still closes, the
+    // error is recorded, and the operator publishes it once ownership is back.
+    operator.distributor(&contract).transfer_ownership(&payer.address()).await.expect("hand over");
+    m.infer(1).await;
+    let epoch4 = m.close_epoch().await;
+    assert!(epoch4["tx_hash"].is_null(), "{epoch4}");
+    assert!(epoch4["publish_error"].as_str().is_some_and(|e| e.contains("owner")), "{epoch4}");
+    assert_eq!(chain.current().await.expect("state").0, 3, "the contract still has epoch 3");
+    chain.transfer_ownership(&operator.address()).await.expect("hand back");
+    let (status, published) =
+        m.node.call("POST", "/v1/epochs/4/publish", Some(&m.node.operator_key), None).await;
+    assert_eq!(status, 200, "{published}");
+    assert!(published["tx_hash"].is_string() && published["publish_error"].is_null(), "{published}");
+    let root4 = parse_hex32(epoch4["root"].as_str().expect("root")).expect("root");
+    assert_eq!(chain.current().await.expect("state"), (4, root4));
+    let (status, again) = m.node.call("POST", "/v1/epochs/4/publish", Some(&m.node.operator_key), None).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("published")), "{again}");
+
     // OpenZeppelin's library loads our tree dump, gives the same root and accepts our proofs.
     let (status, dump) = m.node.call("GET", "/v1/epochs/3/tree", None, None).await;
     assert_eq!(status, 200, "{dump}");

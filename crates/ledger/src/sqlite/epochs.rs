@@ -35,7 +35,7 @@ CREATE TABLE epochs (
 CREATE TABLE settlements (
     account INTEGER NOT NULL,
     epoch INTEGER NOT NULL,
-    address TEXT NOT NULL,
+    address BLOB NOT NULL,
     amount BLOB NOT NULL,
     transfer INTEGER NOT NULL,
     PRIMARY KEY (account, epoch)
@@ -51,7 +51,7 @@ CREATE INDEX earnings_receipt ON earnings (receipt);
 
 const PAYOUT_BYTES: usize = 20 + 16;
 
-fn encode_payouts(payouts: &BTreeMap<EvmAddress, u128>) -> Vec<u8> {
+fn encode_payouts(payouts: &[(EvmAddress, u128)]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(payouts.len() * PAYOUT_BYTES);
     for (address, amount) in payouts {
         bytes.extend_from_slice(&address.0);
@@ -61,7 +61,7 @@ fn encode_payouts(payouts: &BTreeMap<EvmAddress, u128>) -> Vec<u8> {
 }
 
 fn decode_payouts(bytes: &[u8]) -> Result<Vec<(EvmAddress, u128)>, StoreError> {
-    if bytes.len() % PAYOUT_BYTES != 0 {
+    if !bytes.len().is_multiple_of(PAYOUT_BYTES) {
         return Err(internal("stored epoch payouts are not whole entries"));
     }
     Ok(bytes
@@ -97,6 +97,7 @@ pub(super) fn close_epoch(
     if state.operator != Some(caller) {
         return Ok(Err(StoreError::Forbidden("only the node's operator closes epochs".into())));
     }
+    let started = std::time::Instant::now();
     let previous: Option<(i64, i64, Vec<u8>)> = tx
         .query_row(
             "SELECT epoch, receipts_last, payouts FROM epochs ORDER BY epoch DESC LIMIT 1",
@@ -104,12 +105,13 @@ pub(super) fn close_epoch(
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    let (epoch, receipts_first, mut cumulative) = match previous {
+    // The previous epoch's leaves, sorted by address: every address ever paid, cumulative.
+    let (epoch, receipts_first, previous_leaves) = match previous {
         Some((epoch, receipts_last, payouts)) => match decode_payouts(&payouts) {
-            Ok(values) => (epoch as u64 + 1, receipts_last as u64 + 1, values.into_iter().collect()),
+            Ok(values) => (epoch as u64 + 1, receipts_last as u64 + 1, values),
             Err(error) => return Ok(Err(error)),
         },
-        None => (1, 1, BTreeMap::new()),
+        None => (1, 1, Vec::new()),
     };
     let receipts_last = state.next_receipt_id - 1;
 
@@ -138,11 +140,13 @@ pub(super) fn close_epoch(
         }
     }
 
+    let read_owed = started.elapsed();
     // The plan: people's accounts are paid what they are owed, capped at what they hold; those
     // without a payout address keep it owed. Internal accounts (pools, protocol) stay in the ledger.
     let mut payouts = Vec::new();
     let mut still_owed = Vec::new();
     let mut settled = 0u128;
+    let mut added: std::collections::HashMap<EvmAddress, u128> = Default::default();
     {
         let mut address_of = tx.prepare_cached("SELECT payout_address FROM accounts WHERE id = ?1")?;
         for (account, amount) in owed {
@@ -156,13 +160,14 @@ pub(super) fn close_epoch(
                 continue;
             }
             let address: Option<String> = address_of.query_row([account as i64], |row| row.get(0))?;
-            match address.map(|text| text.parse::<EvmAddress>()) {
+            match address.map(|text| EvmAddress::from_stored(&text)) {
                 None => still_owed.push((account, due)),
-                Some(Err(_)) => {
+                Some(None) => {
                     return Ok(Err(internal(format!("{id} has a malformed stored payout address"))));
                 }
-                Some(Ok(address)) => {
-                    let total = cumulative.entry(address).or_default();
+                Some(Some(address)) => {
+                    // Sums stay below the ledger's total money, which fits in u128; checked anyway.
+                    let total = added.entry(address).or_default();
                     *total = match total.checked_add(due) {
                         Some(sum) => sum,
                         None => return Ok(Err(internal("a cumulative payout overflows"))),
@@ -176,14 +181,17 @@ pub(super) fn close_epoch(
             }
         }
     }
-    let Some(total) = cumulative.values().try_fold(0u128, |sum, amount| sum.checked_add(*amount)) else {
+    let Some(cumulative) = merge_leaves(previous_leaves, added) else {
+        return Ok(Err(internal("a cumulative payout overflows")));
+    };
+    let Some(total) = cumulative.iter().try_fold(0u128, |sum, (_, amount)| sum.checked_add(*amount)) else {
         return Ok(Err(internal("the payout tree's total overflows")));
     };
+    let planned = started.elapsed();
     let root = if cumulative.is_empty() {
         None
     } else {
-        let values = cumulative.iter().map(|(address, amount)| (*address, *amount)).collect();
-        match PayoutTree::new(values) {
+        match PayoutTree::new(cumulative.clone()) {
             Ok(tree) => Some(tree.root()),
             Err(error) => return Ok(Err(internal(error))),
         }
@@ -209,10 +217,9 @@ pub(super) fn close_epoch(
         },
     };
 
+    let trees = started.elapsed();
     // Apply: every payout is within its account's available balance, checked above.
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO settlements (account, epoch, address, amount, transfer) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    let mut transfers = Vec::with_capacity(payouts.len());
     for payout in &payouts {
         let op = LedgerOp::Transfer {
             debit: payout.account,
@@ -220,15 +227,10 @@ pub(super) fn close_epoch(
             amount: Amount(payout.amount),
         };
         let transfer = state.ledger.apply(op, now_ms).expect("a payout is within the available balance");
+        transfers.push(transfer.id);
         record_transfer(tx, &transfer, writes)?;
-        insert.execute(params![
-            payout.account.0 as i64,
-            epoch as i64,
-            payout.address.to_string(),
-            Units(payout.amount),
-            transfer.id.0 as i64
-        ])?;
     }
+    insert_settlements(tx, epoch, &payouts, &transfers)?;
     tx.execute("DELETE FROM settlement_owed", [])?;
     let mut keep = tx.prepare_cached("INSERT INTO settlement_owed (account, amount) VALUES (?1, ?2)")?;
     for (account, amount) in still_owed {
@@ -265,7 +267,80 @@ pub(super) fn close_epoch(
         encode_payouts(&cumulative),
         now_ms as i64
     ])?;
+    tracing::info!(
+        epoch,
+        payouts = record.accounts_settled,
+        payees = record.payees,
+        read_owed_ms = read_owed.as_millis() as u64,
+        plan_ms = (planned - read_owed).as_millis() as u64,
+        trees_ms = (trees - planned).as_millis() as u64,
+        write_ms = (started.elapsed() - trees).as_millis() as u64,
+        "epoch closed (committed with its batch)"
+    );
+    eprintln!(
+        "read {read_owed:?} plan {:?} trees {:?} write {:?}",
+        planned - read_owed,
+        trees - planned,
+        started.elapsed() - trees
+    );
     Ok(Ok(Outcome::EpochClosed(record)))
+}
+
+/// The new leaves: the previous ones (sorted by address) with this epoch's payouts added, still
+/// sorted. `None` if an amount would overflow.
+fn merge_leaves(
+    previous: Vec<(EvmAddress, u128)>,
+    added: std::collections::HashMap<EvmAddress, u128>,
+) -> Option<Vec<(EvmAddress, u128)>> {
+    let mut added: Vec<(EvmAddress, u128)> = added.into_iter().collect();
+    added.sort_unstable_by_key(|(address, _)| *address);
+    let mut merged = Vec::with_capacity(previous.len() + added.len());
+    let mut new = added.into_iter().peekable();
+    for (address, amount) in previous {
+        while let Some((next, _)) = new.peek()
+            && *next < address
+        {
+            merged.push(new.next()?);
+        }
+        match new.peek() {
+            Some((next, more)) if *next == address => {
+                merged.push((address, amount.checked_add(*more)?));
+                new.next();
+            }
+            _ => merged.push((address, amount)),
+        }
+    }
+    merged.extend(new);
+    Some(merged)
+}
+
+/// The epoch's settlement rows, many per statement.
+fn insert_settlements(
+    tx: &Transaction<'_>,
+    epoch: u64,
+    payouts: &[Payout],
+    transfers: &[TransferId],
+) -> rusqlite::Result<()> {
+    const ROWS: usize = 200;
+    let statement_for = |rows: usize| {
+        let mut sql =
+            String::from("INSERT INTO settlements (account, epoch, address, amount, transfer) VALUES ");
+        sql.push_str(&vec!["(?,?,?,?,?)"; rows].join(","));
+        sql
+    };
+    for (chunk, ids) in payouts.chunks(ROWS).zip(transfers.chunks(ROWS)) {
+        let mut statement = tx.prepare_cached(&statement_for(chunk.len()))?;
+        for (row, (payout, transfer)) in chunk.iter().zip(ids).enumerate() {
+            let at = row * 5 + 1;
+            statement.raw_bind_parameter(at, payout.account.0 as i64)?;
+            statement.raw_bind_parameter(at + 1, epoch as i64)?;
+            statement.raw_bind_parameter(at + 2, &payout.address.0[..])?;
+            statement.raw_bind_parameter(at + 3, Units(payout.amount))?;
+            statement.raw_bind_parameter(at + 4, transfer.0 as i64)?;
+        }
+        statement.raw_execute()?;
+    }
+    Ok(())
 }
 
 pub(super) fn record_publication(
@@ -381,7 +456,7 @@ pub(super) fn settlements(
         .query_map([account.0 as i64], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(1)?,
                 row.get::<_, Units>(2)?,
                 row.get::<_, i64>(3)?,
             ))
@@ -392,7 +467,9 @@ pub(super) fn settlements(
         let (epoch, address, amount, transfer) = row.map_err(internal)?;
         lines.push(SettlementLine {
             epoch: epoch as u64,
-            address: address.parse().map_err(internal)?,
+            address: EvmAddress(
+                address.as_slice().try_into().map_err(|_| internal("a stored address is not 20 bytes"))?,
+            ),
             amount: Amount(amount.0),
             transfer: TransferId(transfer as u64),
         });
