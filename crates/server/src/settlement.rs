@@ -191,6 +191,32 @@ async fn publish(state: &AppState, record: EpochRecord) -> ApiResult<EpochRecord
     state.store().epoch(record.epoch).await?.ok_or_else(|| ApiError::internal("a closed epoch vanished"))
 }
 
+/// Publishes the latest epoch's root if it never reached the chain (the node stopped between
+/// closing the epoch and publishing it, or publishing failed): what a node does when it starts.
+/// Older unpublished epochs are superseded by the latest one, whose leaves are cumulative.
+pub async fn publish_pending(state: &AppState) -> ApiResult<Option<EpochRecord>> {
+    let Some(chain) = settlement(state).chain() else { return Ok(None) };
+    let _closing = settlement(state).closing.lock().await;
+    let Some(latest) = state.store().epochs(1).await?.into_iter().next() else { return Ok(None) };
+    if latest.tx_hash.is_some() || latest.root.is_none() {
+        return Ok(None);
+    }
+    let (on_chain, root) = chain.distributor.current().await.map_err(ApiError::internal)?;
+    if on_chain >= latest.epoch {
+        if Some(root) == latest.root {
+            tracing::info!(epoch = latest.epoch, "the latest epoch's root is on chain already");
+        } else {
+            tracing::warn!(
+                epoch = latest.epoch,
+                on_chain,
+                "the contract is at this epoch or later with another root; not publishing"
+            );
+        }
+        return Ok(None);
+    }
+    publish(state, latest).await.map(Some)
+}
+
 /// Closes the current epoch (operator): pays out what every account earned since the last epoch
 /// to its payout address, builds the payout and receipts trees, and publishes the payout root on
 /// chain when the node has one.

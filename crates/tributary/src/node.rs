@@ -82,12 +82,27 @@ impl RunningNode {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let indexer = self.index.spawn();
+        let publisher = {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                match tributary_server::settlement::publish_pending(&state).await {
+                    Ok(Some(epoch)) if epoch.tx_hash.is_some() => {
+                        tracing::info!(epoch = epoch.epoch, "published the latest epoch's root on start")
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error.message, "publishing pending epoch roots on start failed")
+                    }
+                }
+            })
+        };
         let app = tributary_server::app(self.state);
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
         indexer.abort();
+        publisher.abort();
         self.store.shutdown().await;
         Ok(())
     }

@@ -362,6 +362,36 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     let (status, again) = m.node.call("POST", "/v1/epochs/4/publish", Some(&m.node.operator_key), None).await;
     assert_eq!((status, again["error"]["code"].as_str()), (409, Some("published")), "{again}");
 
+    // A node that stops before its latest root reached the chain publishes it when it starts again.
+    operator.distributor(&contract).transfer_ownership(&payer.address()).await.expect("hand over");
+    m.infer(1).await;
+    let epoch5 = m.close_epoch().await;
+    assert!(epoch5["tx_hash"].is_null(), "{epoch5}");
+    chain.transfer_ownership(&operator.address()).await.expect("hand back");
+    let data = m.node.data.clone();
+    let Market { node, bob, alice, erin, dave, carol } = m;
+    assert!(node.terminate().success());
+    let node = Node::start(
+        &data,
+        &[
+            "--chain-rpc",
+            &anvil.url,
+            "--chain-contract",
+            &contract.to_string(),
+            "--chain-key-file",
+            operator_key_file,
+        ],
+    );
+    let m = Market { node, bob, alice, erin, dave, carol };
+    let root5 = parse_hex32(epoch5["root"].as_str().expect("root")).expect("root");
+    let started = Instant::now();
+    while chain.current().await.expect("state") != (5, root5) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the restarted node published epoch 5");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, epoch5) = m.node.call("GET", "/v1/epochs/5", None, None).await;
+    assert!(epoch5["tx_hash"].is_string(), "{epoch5}");
+
     // OpenZeppelin's library loads our tree dump, gives the same root and accepts our proofs.
     let (status, dump) = m.node.call("GET", "/v1/epochs/3/tree", None, None).await;
     assert_eq!(status, 200, "{dump}");

@@ -275,13 +275,7 @@ pub(super) fn close_epoch(
         plan_ms = (planned - read_owed).as_millis() as u64,
         trees_ms = (trees - planned).as_millis() as u64,
         write_ms = (started.elapsed() - trees).as_millis() as u64,
-        "epoch closed (committed with its batch)"
-    );
-    eprintln!(
-        "read {read_owed:?} plan {:?} trees {:?} write {:?}",
-        planned - read_owed,
-        trees - planned,
-        started.elapsed() - trees
+        "epoch closed; durable with its batch"
     );
     Ok(Ok(Outcome::EpochClosed(record)))
 }
