@@ -80,7 +80,7 @@ fn evm(address: Address) -> EvmAddress {
 fn explain(error: alloy::contract::Error) -> ChainError {
     use CumulativeDistributor::CumulativeDistributorErrors as E;
     let Some(decoded) = error.as_decoded_interface_error::<E>() else {
-        return ChainError::Rpc(error.to_string());
+        return rpc(error);
     };
     ChainError::Reverted(match decoded {
         E::NotOwner(_) => "only the contract's owner may do this".into(),
@@ -103,8 +103,20 @@ fn explain(error: alloy::contract::Error) -> ChainError {
     })
 }
 
-fn rpc(error: impl std::fmt::Display) -> ChainError {
-    ChainError::Rpc(error.to_string())
+/// A transport or RPC failure, with its chain of causes (the outermost message alone often says
+/// only "error sending request").
+fn rpc(error: impl std::error::Error) -> ChainError {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    ChainError::Rpc(message)
 }
 
 /// A connection to a chain through one RPC endpoint, signing with one key.
