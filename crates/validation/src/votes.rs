@@ -131,9 +131,9 @@ pub fn validators_split<P: Copy>(
 pub fn stake_weights(stakes: &[(impl Copy, u128)]) -> Vec<u64> {
     let mut shift = 0u32;
     loop {
-        let sum = stakes.iter().try_fold(0u64, |sum, &(_, s)| {
-            u64::try_from(s >> shift).ok().and_then(|w| sum.checked_add(w))
-        });
+        let sum = stakes
+            .iter()
+            .try_fold(0u64, |sum, &(_, s)| u64::try_from(s >> shift).ok().and_then(|w| sum.checked_add(w)));
         if sum.is_some() {
             return stakes.iter().map(|&(_, s)| (s >> shift) as u64).collect();
         }
@@ -175,7 +175,10 @@ mod tests {
     fn slashing_examples() {
         assert_eq!(validator_slash(1_000), 200);
         assert_eq!(validator_slash(4), 0);
-        assert_eq!(validator_slash(u128::MAX), u128::MAX / 10_000 * 2_000 + u128::MAX % 10_000 * 2_000 / 10_000);
+        assert_eq!(
+            validator_slash(u128::MAX),
+            u128::MAX / 10_000 * 2_000 + u128::MAX % 10_000 * 2_000 / 10_000
+        );
         assert_eq!(split_slashed(Amount(7)), (Amount(3), Amount(4)));
     }
 

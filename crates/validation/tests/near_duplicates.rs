@@ -67,7 +67,8 @@ fn documents() -> Vec<Vec<String>> {
         let sentences: Vec<&str> = article.split_inclusive(". ").collect();
         documents.push(sentences.chunks(2).map(|c| c.concat().trim().to_owned()).collect());
     }
-    documents.retain(|paragraphs| paragraphs.iter().map(|p| p.split_whitespace().count()).sum::<usize>() >= 120);
+    documents
+        .retain(|paragraphs| paragraphs.iter().map(|p| p.split_whitespace().count()).sum::<usize>() >= 120);
     documents
 }
 
