@@ -870,6 +870,10 @@ async fn share_validators_part(
         replacement.push(SplitLine { payee: pool_line.payee, role: SplitRole::Validators, amount: pool });
     }
     lines.splice(position..position, replacement);
-    assert_eq!(lines.iter().map(|l| l.amount.0).sum::<u128>(), total, "the validators' lines conserve the fee");
+    assert_eq!(
+        lines.iter().map(|l| l.amount.0).sum::<u128>(),
+        total,
+        "the validators' lines conserve the fee"
+    );
     Ok(lines)
 }

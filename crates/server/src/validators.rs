@@ -37,7 +37,8 @@ pub fn screen(view: &IndexView, text: &str, contributor: AccountId, rules: &Data
                 if span.len < span_words_min {
                     continue;
                 }
-                let occurrences = view.occurrences(&words[span.start..span.start + span.len], SPAN_OCCURRENCES_MAX);
+                let occurrences =
+                    view.occurrences(&words[span.start..span.start + span.len], SPAN_OCCURRENCES_MAX);
                 let mut sources: Vec<u64> = occurrences
                     .iter()
                     .filter(|o| o.contributor != contributor.0)
@@ -62,14 +63,20 @@ pub async fn screened_commands(
     contributor: AccountId,
     items: Vec<tributary_ledger::store::NewContribution>,
 ) -> ApiResult<Vec<Command>> {
-    let rules = state.store().datanet(datanet).await?.ok_or_else(|| ApiError::not_found("datanet", datanet))?.rules;
+    let rules =
+        state.store().datanet(datanet).await?.ok_or_else(|| ApiError::not_found("datanet", datanet))?.rules;
     let view = state.index().view(&[datanet]);
     tokio::task::spawn_blocking(move || {
         items
             .into_iter()
             .map(|contribution| {
                 let screening = screen(&view, &contribution.text, contributor, &rules);
-                Command::AddContribution { datanet, contributor, contribution, screening: Some(Box::new(screening)) }
+                Command::AddContribution {
+                    datanet,
+                    contributor,
+                    contribution,
+                    screening: Some(Box::new(screening)),
+                }
             })
             .collect()
     })
@@ -104,7 +111,11 @@ pub async fn set_rules(
 ) -> ApiResult<Json<RulesWire>> {
     let datanet: DatanetId = parse_id(&id)?;
     let rules = body.to_rules().map_err(|m| ApiError::bad_request("invalid_rules", m))?;
-    match state.store().execute(Command::SetDatanetRules { caller: caller.account, datanet, rules }.into()).await? {
+    match state
+        .store()
+        .execute(Command::SetDatanetRules { caller: caller.account, datanet, rules }.into())
+        .await?
+    {
         Outcome::RulesSet(_) => Ok(Json(rules.into())),
         other => Err(unexpected(other)),
     }
@@ -200,10 +211,12 @@ pub async fn open_dispute(
 ) -> ApiResult<impl IntoResponse> {
     let contribution: ContributionId = parse_id(&body.contribution)?;
     let evidence: Option<ContributionId> = body.evidence.as_deref().map(parse_id).transpose()?;
-    let command = Command::OpenDispute { disputer: caller.account, contribution, evidence, claim: body.claim };
+    let command =
+        Command::OpenDispute { disputer: caller.account, contribution, evidence, claim: body.claim };
     match state.store().execute(command.into()).await? {
         Outcome::DisputeOpened(id) => {
-            let dispute = state.store().dispute(id).await?.ok_or_else(|| ApiError::internal("dispute vanished"))?;
+            let dispute =
+                state.store().dispute(id).await?.ok_or_else(|| ApiError::internal("dispute vanished"))?;
             Ok((StatusCode::CREATED, Json(DisputeResponse::from(dispute))))
         }
         other => Err(unexpected(other)),
@@ -229,7 +242,11 @@ pub async fn dispute_vote(
                 // The contribution stops earning: it leaves the index.
                 state.index().invalidate(datanet);
             }
-            let record = state.store().dispute(dispute).await?.ok_or_else(|| ApiError::internal("dispute vanished"))?;
+            let record = state
+                .store()
+                .dispute(dispute)
+                .await?
+                .ok_or_else(|| ApiError::internal("dispute vanished"))?;
             Ok(Json(record.into()))
         }
         other => Err(unexpected(other)),
@@ -239,8 +256,15 @@ pub async fn dispute_vote(
 /// One dispute, its votes and what it slashed.
 #[utoipa::path(get, path = "/v1/disputes/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DisputeResponse), (status = 404, body = ErrorBody)))]
-pub async fn get_dispute(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<DisputeResponse>> {
+pub async fn get_dispute(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DisputeResponse>> {
     let id = parse_dispute_id(&id)?;
-    let record = state.store().dispute(id).await?.ok_or_else(|| ApiError::not_found("dispute", format!("dsp_{id}")))?;
+    let record = state
+        .store()
+        .dispute(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("dispute", format!("dsp_{id}")))?;
     Ok(Json(record.into()))
 }

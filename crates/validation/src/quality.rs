@@ -27,7 +27,7 @@ pub fn measure(text: &str, shingles: &[u64]) -> Quality {
         visible += 1;
         symbols += u64::from(!c.is_alphanumeric());
     }
-    let symbol_bps = if visible == 0 { 0 } else { (symbols * 10_000 / visible) as u32 };
+    let symbol_bps = (symbols * 10_000).checked_div(visible).unwrap_or(0) as u32;
     Quality { repetition_bps, symbol_bps }
 }
 

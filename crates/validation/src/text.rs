@@ -51,17 +51,22 @@ pub fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
 }
 
-/// Checks the datanet's size limits on the raw text (max) and the normal form (min bytes, words).
-pub fn check_limits(text: &str, normalized: &str, rules: &DatanetRules) -> Result<(), LimitViolation> {
-    if text.len() > rules.max_bytes as usize {
-        return Err(LimitViolation::TooLong { bytes: text.len(), max_bytes: rules.max_bytes });
+/// Checks the datanet's size limits: the raw text's bytes against `max_bytes`, the normal form's
+/// bytes and words against `min_bytes` and `min_words`.
+pub fn check_limits(
+    text_bytes: usize,
+    normalized_bytes: usize,
+    words: usize,
+    rules: &DatanetRules,
+) -> Result<(), LimitViolation> {
+    if text_bytes > rules.max_bytes as usize {
+        return Err(LimitViolation::TooLong { bytes: text_bytes, max_bytes: rules.max_bytes });
     }
-    if normalized.len() < rules.min_bytes as usize {
-        return Err(LimitViolation::TooShort { bytes: normalized.len(), min_bytes: rules.min_bytes });
+    if normalized_bytes < rules.min_bytes as usize {
+        return Err(LimitViolation::TooShort { bytes: normalized_bytes, min_bytes: rules.min_bytes });
     }
-    let count = words(normalized).take(rules.min_words as usize).count();
-    if count < rules.min_words as usize {
-        return Err(LimitViolation::TooFewWords { words: count, min_words: rules.min_words });
+    if words < rules.min_words as usize {
+        return Err(LimitViolation::TooFewWords { words, min_words: rules.min_words });
     }
     Ok(())
 }
@@ -89,11 +94,14 @@ mod tests {
     #[test]
     fn limits_name_the_setting() {
         let rules = DatanetRules { min_bytes: 5, max_bytes: 20, min_words: 3, ..DatanetRules::default() };
-        let limit = |text: &str| check_limits(text, &normalize(text), &rules);
+        let limit = |text: &str| {
+            let normalized = normalize(text);
+            check_limits(text.len(), normalized.len(), words(&normalized).count(), &rules)
+        };
         assert_eq!(limit("one two three"), Ok(()));
         assert_eq!(limit("  a  "), Err(LimitViolation::TooShort { bytes: 1, min_bytes: 5 }));
         assert_eq!(limit("one, two"), Err(LimitViolation::TooFewWords { words: 2, min_words: 3 }));
         assert_eq!(limit(&"x ".repeat(11)), Err(LimitViolation::TooLong { bytes: 22, max_bytes: 20 }));
-        assert!(limit("one").unwrap_err().to_string().contains("min_bytes"));
+        assert!(limit("one").expect_err("too short").to_string().contains("min_bytes"));
     }
 }

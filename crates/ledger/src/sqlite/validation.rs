@@ -267,24 +267,13 @@ pub(super) fn add_contribution(
         }
     };
     // 1. Limits: a text outside them is bad input, refused with nothing stored.
-    if contribution.text.len() > rules.max_bytes as usize {
-        return Ok(Err(StoreError::Invalid(format!(
-            "text has {} bytes; this datanet's max_bytes is {}",
-            contribution.text.len(),
-            rules.max_bytes
-        ))));
-    }
-    if screening.normalized_bytes < rules.min_bytes as usize {
-        return Ok(Err(StoreError::Invalid(format!(
-            "text has {} bytes after normalisation; this datanet's min_bytes is {}",
-            screening.normalized_bytes, rules.min_bytes
-        ))));
-    }
-    if screening.words < rules.min_words as usize {
-        return Ok(Err(StoreError::Invalid(format!(
-            "text has {} words; this datanet's min_words is {}",
-            screening.words, rules.min_words
-        ))));
+    if let Err(violation) = tributary_validation::check_limits(
+        contribution.text.len(),
+        screening.normalized_bytes,
+        screening.words,
+        &rules,
+    ) {
+        return Ok(Err(StoreError::Invalid(violation.to_string())));
     }
     let mut findings = Findings::default();
     findings.record("limits", "passed", None);
