@@ -762,6 +762,14 @@ impl Segment {
     /// point. The searches of all starts advance together, one step each per round, so their
     /// independent memory reads overlap instead of waiting on each other.
     pub fn longest_matches(&self, query: &[Option<u16>]) -> Vec<usize> {
+        let starts: Vec<usize> = (0..query.len()).collect();
+        self.longest_matches_at(query, &starts)
+    }
+
+    /// [`Segment::longest_matches`] for the given starts only (distinct, each below `query.len()`), in the
+    /// order given: the containment check probes every few words first and looks closer only
+    /// where something matched.
+    pub fn longest_matches_at(&self, query: &[Option<u16>], starts: &[usize]) -> Vec<usize> {
         use std::cmp::Ordering;
         let len = query.len();
         let dense: Vec<u16> = query.iter().map(|t| t.unwrap_or(DOCUMENT_END)).collect();
@@ -783,7 +791,8 @@ impl Segment {
                 (low[i], high[i]) = (bucket.start, bucket.end);
             }
         }
-        let mut active: Vec<usize> = (0..len).filter(|&i| low[i] < high[i]).collect();
+        let mut active: Vec<usize> =
+            starts.iter().copied().filter(|&i| i < len && low[i] < high[i]).collect();
         let mut positions = vec![0usize; len];
         while !active.is_empty() {
             // Three passes per round so that the reads of all searches are in flight together:
@@ -807,9 +816,10 @@ impl Segment {
                 low[i] < high[i]
             });
         }
-        (0..len)
-            .map(|i| {
-                if query[i].is_none() {
+        starts
+            .iter()
+            .map(|&i| {
+                if i >= len || query[i].is_none() {
                     return 0;
                 }
                 let pattern = &dense[i..run_end[i]];

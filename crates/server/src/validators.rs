@@ -24,35 +24,93 @@ const SPAN_OCCURRENCES_MAX: usize = 64;
 
 /// Measures a text for the pipeline: hashes, signature and quality, and containment over the
 /// datanet's index (accepted text; spans only count when they occur in someone else's text).
+///
+/// Containment needs, for every word, the longest run from it found in the index — but only where
+/// that run is at least `L = containment_span_words` long. A first pass asks only every
+/// `S = L / 2`-th word; any start `j` with a run of `L` or more has such a probe `i` in
+/// `j..j + S`, whose run is at least `L - (S - 1)` long. Only around those hits does a second pass
+/// ask the `S - 1` starts before each. The spans found are exactly those of asking every word, at
+/// a fraction of the searches for text that is not copied.
 pub fn screen(view: &IndexView, text: &str, contributor: AccountId, rules: &DatanetRules) -> Screening {
     let mut screening = Screening::measure(text);
     let tokenized = tokenize(text);
-    let mut spans = Vec::new();
-    let mut offset = 0;
+    let total_words = tokenized.word_count();
     let span_words_min = rules.containment_span_words as usize;
-    for sentence in &tokenized.sentences {
-        if sentence.len() >= span_words_min && !view.segments().is_empty() {
-            let words: Vec<&str> = sentence.iter().map(|w| w.text.as_str()).collect();
-            for span in view.maximal_spans(&words) {
-                if span.len < span_words_min {
-                    continue;
-                }
-                let occurrences =
-                    view.occurrences(&words[span.start..span.start + span.len], SPAN_OCCURRENCES_MAX);
-                let mut sources: Vec<u64> = occurrences
-                    .iter()
-                    .filter(|o| o.contributor != contributor.0)
-                    .map(|o| o.contribution)
-                    .collect();
-                sources.sort_unstable();
-                sources.dedup();
-                spans.push(CopiedSpan { start: offset + span.start, words: span.len, sources });
-            }
+    let stride = (span_words_min / 2).max(1);
+    let mut spans = Vec::new();
+    if !view.segments().is_empty() {
+        // Each distinct word is looked up once per segment, not once per occurrence.
+        let mut interned: std::collections::HashMap<&str, usize> = Default::default();
+        let mut distinct: Vec<&str> = Vec::new();
+        for word in tokenized.words() {
+            interned.entry(word.text.as_str()).or_insert_with(|| {
+                distinct.push(word.text.as_str());
+                distinct.len() - 1
+            });
         }
-        offset += sentence.len();
+        let tokens = view.lookup_all(&distinct);
+        let mut offset = 0;
+        for sentence in &tokenized.sentences {
+            if sentence.len() >= span_words_min {
+                let ids: Vec<usize> = sentence.iter().map(|w| interned[w.text.as_str()]).collect();
+                let queries: Vec<Vec<Option<u16>>> =
+                    tokens.iter().map(|segment| ids.iter().map(|&id| segment[id]).collect()).collect();
+                for (start, len) in long_runs(view, &queries, sentence.len(), span_words_min, stride) {
+                    let words: Vec<&str> =
+                        sentence[start..start + len].iter().map(|w| w.text.as_str()).collect();
+                    let occurrences = view.occurrences(&words, SPAN_OCCURRENCES_MAX);
+                    let mut sources: Vec<u64> = occurrences
+                        .iter()
+                        .filter(|o| o.contributor != contributor.0)
+                        .map(|o| o.contribution)
+                        .collect();
+                    sources.sort_unstable();
+                    sources.dedup();
+                    spans.push(CopiedSpan { start: offset + start, words: len, sources });
+                }
+            }
+            offset += sentence.len();
+        }
     }
-    screening.containment = Some(containment::measure(offset, &spans, span_words_min));
+    screening.containment = Some(containment::measure(total_words, &spans, span_words_min));
     screening
+}
+
+/// The maximal runs of at least `min` words of a sentence found in the index: (start, length), by
+/// start, each reaching past the previous (see [`screen`] for the two passes).
+fn long_runs(
+    view: &IndexView,
+    queries: &[Vec<Option<u16>>],
+    len: usize,
+    min: usize,
+    stride: usize,
+) -> Vec<(usize, usize)> {
+    let probes: Vec<usize> = (0..len).step_by(stride).collect();
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    let mut closer: Vec<usize> = Vec::new();
+    for (&start, run) in probes.iter().zip(view.longest_from_tokens(queries, &probes)) {
+        if run + (stride - 1) >= min {
+            found.push((start, run));
+            closer.extend(start.saturating_sub(stride - 1)..start);
+        }
+    }
+    closer.sort_unstable();
+    closer.dedup();
+    closer.retain(|start| start % stride != 0);
+    if !closer.is_empty() {
+        found.extend(closer.iter().copied().zip(view.longest_from_tokens(queries, &closer)));
+    }
+    found.retain(|&(_, run)| run >= min);
+    found.sort_unstable();
+    let mut runs = Vec::new();
+    let mut covered = 0;
+    for (start, run) in found {
+        if start + run > covered {
+            covered = start + run;
+            runs.push((start, run));
+        }
+    }
+    runs
 }
 
 /// Builds the store commands for contributions to one datanet, measuring each text on a blocking
@@ -267,4 +325,93 @@ pub async fn get_dispute(
         .await?
         .ok_or_else(|| ApiError::not_found("dispute", format!("dsp_{id}")))?;
     Ok(Json(record.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use tributary_index::segment::{DocumentInput, Segment, build_segments};
+
+    use super::*;
+
+    /// A view over a few documents of a small vocabulary (so runs of many words match), each in
+    /// its own segment so the view has several.
+    fn view(dir: &std::path::Path, documents: &[String]) -> IndexView {
+        let mut segments = Vec::new();
+        for (i, text) in documents.iter().enumerate() {
+            let sub = dir.join(format!("s{i}"));
+            std::fs::create_dir_all(&sub).expect("dir");
+            let input = [DocumentInput { contribution: i as u64 + 1, contributor: 100 + i as u64, text }];
+            for path in build_segments(&sub, &input, &|_| {}).expect("build") {
+                segments.push((1, Arc::new(Segment::open(&path).expect("open"))));
+            }
+        }
+        IndexView::with_datanets(segments)
+    }
+
+    fn text_of(words: &[u8]) -> String {
+        const VOCABULARY: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
+        words.iter().map(|&w| VOCABULARY[w as usize % 4]).collect::<Vec<_>>().join(" ")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The two-pass search finds exactly the runs of asking every word.
+        #[test]
+        fn two_passes_find_what_every_start_finds(
+            documents in proptest::collection::vec(proptest::collection::vec(0u8..4, 5..80), 1..4),
+            query in proptest::collection::vec(0u8..4, 1..60),
+            min in 5usize..14,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let documents: Vec<String> = documents.iter().map(|d| text_of(d)).collect();
+            let view = view(dir.path(), &documents);
+            let text = text_of(&query);
+            let words: Vec<&str> = text.split(' ').collect();
+            let queries = view.lookup_all(&words);
+            let fast = long_runs(&view, &queries, words.len(), min, (min / 2).max(1));
+            let slow: Vec<(usize, usize)> = view
+                .maximal_spans(&words)
+                .into_iter()
+                .filter(|s| s.len >= min)
+                .map(|s| (s.start, s.len))
+                .collect();
+            // The maximal spans reaching past each other, restricted to long ones, are the long runs.
+            let mut expected = Vec::new();
+            let mut covered = 0;
+            let all: Vec<usize> = (0..words.len()).collect();
+            for (start, run) in all.iter().copied().zip(view.longest_from(&words, &all)) {
+                if run >= min && start + run > covered {
+                    covered = start + run;
+                    expected.push((start, run));
+                }
+            }
+            prop_assert_eq!(&fast, &expected);
+            // And they cover the same words as the long maximal spans.
+            let cover = |runs: &[(usize, usize)]| {
+                let mut c = vec![false; words.len()];
+                for &(s, l) in runs { for flag in &mut c[s..s + l] { *flag = true; } }
+                c
+            };
+            prop_assert_eq!(cover(&fast), cover(&slow));
+        }
+    }
+
+    #[test]
+    fn copied_text_is_measured_and_own_text_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let original =
+            "in the beginning god created the heaven and the earth and the earth was without form and void";
+        let view = view(dir.path(), &[original.to_owned()]);
+        let rules = DatanetRules::default();
+        let copied = screen(&view, &format!("{original}. a few words of my own here"), AccountId(7), &rules);
+        let containment = copied.containment.expect("measured");
+        assert_eq!(containment.sources, [1]);
+        assert!(containment.contained_bps > 6_000, "{containment:?}");
+        // The author's own text (contributor 100) is not copied from anyone.
+        let own = screen(&view, original, AccountId(100), &rules).containment.expect("measured");
+        assert_eq!(own.contained_bps, 0);
+    }
 }

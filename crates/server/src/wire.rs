@@ -543,7 +543,7 @@ pub struct RulesWire {
     /// Share of words in long spans copied from other contributors at which a text is rejected
     /// (default 0.5).
     pub containment_threshold: f64,
-    /// Shortest copied span that counts, in words (default 8).
+    /// Shortest copied span that counts, in words (default 12).
     pub containment_span_words: u32,
     /// Repeated 5-gram share at which a text is flagged (default 0.5).
     pub repetition_max: f64,

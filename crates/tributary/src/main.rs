@@ -4,6 +4,7 @@
 mod bench;
 mod bench_index;
 mod bench_inference;
+mod bench_ingest;
 mod client;
 mod config;
 mod demo;
@@ -430,6 +431,9 @@ enum BenchCommand {
     /// Paid requests per second on the built-in ∞-gram model, and the gateway's own overhead at a
     /// fixed request rate.
     Inference(bench_inference::InferenceBenchArgs),
+    /// Contribution ingest through the whole validation pipeline (MB/s, contributions/s) into a
+    /// datanet of 10^5 contributions, and near-duplicate lookup latency next to a brute-force scan.
+    Ingest(bench_ingest::IngestBenchArgs),
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -486,6 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Demo => demo::run().await,
         Commands::Bench { what: BenchCommand::Ledger(args) } => bench::ledger(args).await,
         Commands::Bench { what: BenchCommand::Inference(args) } => bench_inference::inference(args).await,
+        Commands::Bench { what: BenchCommand::Ingest(args) } => bench_ingest::ingest(args).await,
         Commands::Bench { what: BenchCommand::Index(args) } => {
             tokio::task::spawn_blocking(move || bench_index::index(args)).await?
         }
