@@ -42,7 +42,9 @@ pub fn screen(view: &IndexView, text: &str, contributor: AccountId, rules: &Data
         // Each distinct word is looked up once per segment, not once per occurrence.
         let mut interned: std::collections::HashMap<&str, usize> = Default::default();
         let mut distinct: Vec<&str> = Vec::new();
-        for word in tokenized.words() {
+        // Only sentences long enough to hold a counted span are searched.
+        let searched = tokenized.sentences.iter().filter(|s| s.len() >= span_words_min).flatten();
+        for word in searched {
             interned.entry(word.text.as_str()).or_insert_with(|| {
                 distinct.push(word.text.as_str());
                 distinct.len() - 1
