@@ -99,41 +99,14 @@ pub async fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
     operator.post(&format!("/v1/datanets/{datanet}/index"), json!({})).await?;
     eprintln!("indexed in {:.1} s", started.elapsed().as_secs_f64());
 
-    // The timed run: new documents (distinct from everything) in batches from concurrent clients.
+    // The timed runs: new documents (distinct from everything) in batches from concurrent clients;
+    // first with the default rules, then with containment switched off (no sentence is long
+    // enough to search), to show what the suffix-array stage costs.
     let offset = args.existing + 1_000_000;
-    let batches: Vec<Vec<Value>> = (0..args.new)
-        .collect::<Vec<_>>()
-        .chunks(args.batch)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|&i| json!({"title": "new", "text": corpus.document_of(offset + i, args.new_words)}))
-                .collect()
-        })
-        .collect();
-    let new_bytes: usize =
-        batches.iter().flatten().map(|item| item["text"].as_str().map_or(0, str::len)).sum();
-    let queue = Arc::new(std::sync::Mutex::new(batches));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.clients {
-        let queue = Arc::clone(&queue);
-        let client = contributor.clone();
-        let path = format!("/v1/datanets/{datanet}/contributions/batch");
-        tasks.push(tokio::spawn(async move {
-            let mut accepted_new = 0usize;
-            loop {
-                let next = queue.lock().expect("queue lock").pop();
-                let Some(batch) = next else { return Ok::<usize, anyhow::Error>(accepted_new) };
-                accepted_new += accepted(&client.post(&path, Value::Array(batch)).await?);
-            }
-        }));
-    }
-    let mut accepted_new = 0;
-    for task in tasks {
-        accepted_new += task.await??;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let first = timed_run(&corpus, &contributor, &datanet, &args, offset).await?;
+    let unsearched = json!({"containment_span_words": 1_000_000});
+    owner_put(&contributor, &datanet, unsearched).await?;
+    let second = timed_run(&corpus, &contributor, &datanet, &args, offset + args.new).await?;
 
     // Lookup latency over as many signatures as there are existing contributions.
     eprintln!("building an LSH index of {} signatures for the lookup timing...", args.existing);
@@ -146,7 +119,7 @@ pub async fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
             if q % 2 == 0 {
                 (true, near_copy(&corpus.document_of((q * 7919) % args.existing, args.existing_words), q))
             } else {
-                (false, corpus.document_of(offset + args.new + q, args.existing_words))
+                (false, corpus.document_of(offset + 2 * args.new + q, args.existing_words))
             }
         })
         .collect();
@@ -181,22 +154,26 @@ pub async fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
         |times: &[Duration]| times.iter().map(Duration::as_secs_f64).sum::<f64>() / times.len().max(1) as f64;
 
     println!(
-        "\n| existing contributions | new contributions | batch × clients | MB/s | contributions/s | accepted |"
+        "\n| pipeline | existing contributions | new contributions | batch × clients | MB/s | contributions/s | accepted |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
-    println!(
-        "| {} ({} words each) | {} ({} words, {:.1} MB) | {} × {} | {:.1} | {:.0} | {accepted_new} of {} |",
-        accepted_existing,
-        args.existing_words,
-        args.new,
-        args.new_words,
-        new_bytes as f64 / 1e6,
-        args.batch,
-        args.clients,
-        new_bytes as f64 / 1e6 / seconds,
-        args.new as f64 / seconds,
-        args.new
-    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (label, run, existing) in [
+        ("whole pipeline (default rules)", &first, accepted_existing),
+        ("without containment (no sentence searched)", &second, accepted_existing + first.accepted),
+    ] {
+        println!(
+            "| {label} | {existing} | {} ({} words, {:.1} MB) | {} × {} | {:.1} | {:.0} | {} of {} |",
+            args.new,
+            args.new_words,
+            run.bytes as f64 / 1e6,
+            args.batch,
+            args.clients,
+            run.bytes as f64 / 1e6 / run.seconds,
+            args.new as f64 / run.seconds,
+            run.accepted,
+            args.new
+        );
+    }
     println!(
         "\npreload (same pipeline, growing corpus, batches of 1000): {:.1} MB/s, {:.0} contributions/s",
         existing_bytes as f64 / 1e6 / preload_seconds,
@@ -227,6 +204,58 @@ pub async fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
     let _ = stop.send(());
     server.await??;
     Ok(())
+}
+
+struct Run {
+    bytes: usize,
+    seconds: f64,
+    accepted: usize,
+}
+
+async fn owner_put(owner: &Client, datanet: &str, rules: Value) -> anyhow::Result<()> {
+    owner.put(&format!("/v1/datanets/{datanet}/rules"), rules).await?;
+    Ok(())
+}
+
+async fn timed_run(
+    corpus: &Arc<Corpus>,
+    contributor: &Client,
+    datanet: &str,
+    args: &IngestBenchArgs,
+    offset: usize,
+) -> anyhow::Result<Run> {
+    let batches: Vec<Vec<Value>> = (0..args.new)
+        .collect::<Vec<_>>()
+        .chunks(args.batch)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|&i| json!({"title": "new", "text": corpus.document_of(offset + i, args.new_words)}))
+                .collect()
+        })
+        .collect();
+    let bytes: usize = batches.iter().flatten().map(|item| item["text"].as_str().map_or(0, str::len)).sum();
+    let queue = Arc::new(std::sync::Mutex::new(batches));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let queue = Arc::clone(&queue);
+        let client = contributor.clone();
+        let path = format!("/v1/datanets/{datanet}/contributions/batch");
+        tasks.push(tokio::spawn(async move {
+            let mut accepted_new = 0usize;
+            loop {
+                let next = queue.lock().expect("queue lock").pop();
+                let Some(batch) = next else { return Ok::<usize, anyhow::Error>(accepted_new) };
+                accepted_new += accepted(&client.post(&path, Value::Array(batch)).await?);
+            }
+        }));
+    }
+    let mut accepted_new = 0;
+    for task in tasks {
+        accepted_new += task.await??;
+    }
+    Ok(Run { bytes, seconds: started.elapsed().as_secs_f64(), accepted: accepted_new })
 }
 
 fn accepted(result: &Value) -> usize {
