@@ -100,8 +100,8 @@ impl DatanetRules {
                 return Err(format!("{name} must be 1 to {RATIO_BPS_WHOLE}"));
             }
         }
-        if self.containment_span_words < 5 {
-            return Err("containment_span_words must be at least 5".into());
+        if self.containment_span_words < 6 {
+            return Err("containment_span_words must be at least 6".into());
         }
         if self.approvals_required == 0 || self.approvals_required > APPROVALS_REQUIRED_MAX {
             return Err(format!("approvals_required must be 1 to {APPROVALS_REQUIRED_MAX}"));

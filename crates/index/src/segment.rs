@@ -107,6 +107,8 @@ pub struct Segment {
     checksums: [[u8; 32]; SECTIONS],
     /// The BM25 inverted index, built from the token array on first use.
     bm25: std::sync::OnceLock<Bm25Postings>,
+    /// The word n-gram filter for containment checks, built on first use.
+    ngrams: std::sync::OnceLock<crate::ngrams::NgramFilter>,
     sections: [(usize, usize); SECTIONS],
 }
 
@@ -579,8 +581,21 @@ impl Segment {
             suffix_bits,
             checksums,
             bm25: std::sync::OnceLock::new(),
+            ngrams: std::sync::OnceLock::new(),
             sections,
             map,
+        })
+    }
+
+    /// The segment's word n-gram filter (see `ngrams`), built on first use (one pass over the tokens).
+    pub fn ngram_filter(&self) -> &crate::ngrams::NgramFilter {
+        self.ngrams.get_or_init(|| {
+            let hashes: Vec<u64> = self.words.iter().map(|w| crate::ngrams::word_hash(w)).collect();
+            let tokens = (0..self.token_count).map(|position| {
+                let token = u32::from(self.token(position).unwrap_or(DOCUMENT_END));
+                token.checked_sub(FIRST_WORD_ID).and_then(|index| hashes.get(index as usize).copied())
+            });
+            crate::ngrams::NgramFilter::build(tokens, self.token_count)
         })
     }
 

@@ -126,6 +126,11 @@ impl IndexView {
         self.longest_from_tokens(&queries, starts)
     }
 
+    /// False only if no segment contains the word n-gram with this hash (see `ngrams`).
+    pub fn may_contain_ngram(&self, hash: u64) -> bool {
+        self.segments.iter().any(|s| s.ngram_filter().may_contain(hash))
+    }
+
     /// Each segment's token ids for `words` (`None` where a segment has never seen the word), in
     /// segment order: look up a text's distinct words once, then translate its sentences.
     pub fn lookup_all(&self, words: &[&str]) -> Vec<Vec<Option<u16>>> {

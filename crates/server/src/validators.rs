@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use tributary_core::rules::DatanetRules;
 use tributary_core::{AccountId, Amount, ContributionId, DatanetId};
 use tributary_index::IndexView;
+use tributary_index::ngrams::{NGRAM_WORDS, ngram_hash, word_hash};
 use tributary_index::tokenize::tokenize;
 use tributary_ledger::store::{Command, ContributionStatusCode, DisputeStatus, Outcome, Request, Screening};
 use tributary_validation::containment::{self, CopiedSpan};
@@ -25,84 +26,66 @@ const SPAN_OCCURRENCES_MAX: usize = 64;
 /// Measures a text for the pipeline: hashes, signature and quality, and containment over the
 /// datanet's index (accepted text; spans only count when they occur in someone else's text).
 ///
-/// Containment needs, for every word, the longest run from it found in the index — but only where
-/// that run is at least `L = containment_span_words` long. A first pass asks only every
-/// `S = L / 2`-th word; any start `j` with a run of `L` or more has such a probe `i` in
-/// `j..j + S`, whose run is at least `L - (S - 1)` long. Only around those hits does a second pass
-/// ask the `S - 1` starts before each. The spans found are exactly those of asking every word, at
-/// a fraction of the searches for text that is not copied.
+/// Containment needs the runs of at least `L = containment_span_words` words found in the index.
+/// A run of `L` words from start `j` means every word 6-gram in `j..j + L` occurs in the index, so
+/// the segments' n-gram filters (no false negatives) pick the candidate starts: those followed by
+/// `L - 5` consecutive n-grams that may occur. Only those starts are searched in the suffix array
+/// (and only their sentences' words looked up), which finds exactly the runs that searching from
+/// every word would.
 pub fn screen(view: &IndexView, text: &str, contributor: AccountId, rules: &DatanetRules) -> Screening {
     let mut screening = Screening::measure(text);
     let tokenized = tokenize(text);
-    let total_words = tokenized.word_count();
     let span_words_min = rules.containment_span_words as usize;
-    let stride = (span_words_min / 2).max(1);
     let mut spans = Vec::new();
-    if !view.segments().is_empty() {
-        // Each distinct word is looked up once per segment, not once per occurrence.
-        let mut interned: std::collections::HashMap<&str, usize> = Default::default();
-        let mut distinct: Vec<&str> = Vec::new();
-        // Only sentences long enough to hold a counted span are searched.
-        let searched = tokenized.sentences.iter().filter(|s| s.len() >= span_words_min).flatten();
-        for word in searched {
-            interned.entry(word.text.as_str()).or_insert_with(|| {
-                distinct.push(word.text.as_str());
-                distinct.len() - 1
-            });
-        }
-        let tokens = view.lookup_all(&distinct);
-        let mut offset = 0;
-        for sentence in &tokenized.sentences {
-            if sentence.len() >= span_words_min {
-                let ids: Vec<usize> = sentence.iter().map(|w| interned[w.text.as_str()]).collect();
-                let queries: Vec<Vec<Option<u16>>> =
-                    tokens.iter().map(|segment| ids.iter().map(|&id| segment[id]).collect()).collect();
-                for (start, len) in long_runs(view, &queries, sentence.len(), span_words_min, stride) {
-                    let words: Vec<&str> =
-                        sentence[start..start + len].iter().map(|w| w.text.as_str()).collect();
-                    let occurrences = view.occurrences(&words, SPAN_OCCURRENCES_MAX);
-                    let mut sources: Vec<u64> = occurrences
-                        .iter()
-                        .filter(|o| o.contributor != contributor.0)
-                        .map(|o| o.contribution)
-                        .collect();
-                    sources.sort_unstable();
-                    sources.dedup();
-                    spans.push(CopiedSpan { start: offset + start, words: len, sources });
-                }
+    let mut offset = 0;
+    for sentence in &tokenized.sentences {
+        if sentence.len() >= span_words_min && !view.segments().is_empty() {
+            let words: Vec<&str> = sentence.iter().map(|w| w.text.as_str()).collect();
+            for (start, len) in long_runs(view, &words, span_words_min) {
+                let occurrences = view.occurrences(&words[start..start + len], SPAN_OCCURRENCES_MAX);
+                let mut sources: Vec<u64> = occurrences
+                    .iter()
+                    .filter(|o| o.contributor != contributor.0)
+                    .map(|o| o.contribution)
+                    .collect();
+                sources.sort_unstable();
+                sources.dedup();
+                spans.push(CopiedSpan { start: offset + start, words: len, sources });
             }
-            offset += sentence.len();
         }
+        offset += sentence.len();
     }
-    screening.containment = Some(containment::measure(total_words, &spans, span_words_min));
+    screening.containment = Some(containment::measure(tokenized.word_count(), &spans, span_words_min));
     screening
 }
 
-/// The maximal runs of at least `min` words of a sentence found in the index: (start, length), by
-/// start, each reaching past the previous (see [`screen`] for the two passes).
-fn long_runs(
-    view: &IndexView,
-    queries: &[Vec<Option<u16>>],
-    len: usize,
-    min: usize,
-    stride: usize,
-) -> Vec<(usize, usize)> {
-    let probes: Vec<usize> = (0..len).step_by(stride).collect();
-    let mut found: Vec<(usize, usize)> = Vec::new();
-    let mut closer: Vec<usize> = Vec::new();
-    for (&start, run) in probes.iter().zip(view.longest_from_tokens(queries, &probes)) {
-        if run + (stride - 1) >= min {
-            found.push((start, run));
-            closer.extend(start.saturating_sub(stride - 1)..start);
+/// The maximal runs of at least `min` (≥ `NGRAM_WORDS`) words of one sentence found in the index:
+/// (start, length), by start, each reaching past the previous (see [`screen`]).
+fn long_runs(view: &IndexView, words: &[&str], min: usize) -> Vec<(usize, usize)> {
+    let n = NGRAM_WORDS;
+    if words.len() < min || min < n {
+        return Vec::new();
+    }
+    let hashes: Vec<u64> = words.iter().map(|w| word_hash(w)).collect();
+    let needed = min - n + 1;
+    let mut candidates = Vec::new();
+    let mut streak = 0;
+    for start in 0..=words.len() - n {
+        streak = if view.may_contain_ngram(ngram_hash(&hashes[start..start + n])) { streak + 1 } else { 0 };
+        if streak >= needed {
+            candidates.push(start + 1 - needed);
         }
     }
-    closer.sort_unstable();
-    closer.dedup();
-    closer.retain(|start| start % stride != 0);
-    if !closer.is_empty() {
-        found.extend(closer.iter().copied().zip(view.longest_from_tokens(queries, &closer)));
+    if candidates.is_empty() {
+        return Vec::new();
     }
-    found.retain(|&(_, run)| run >= min);
+    let queries = view.lookup_all(words);
+    let mut found: Vec<(usize, usize)> = candidates
+        .iter()
+        .copied()
+        .zip(view.longest_from_tokens(&queries, &candidates))
+        .filter(|&(_, run)| run >= min)
+        .collect();
     found.sort_unstable();
     let mut runs = Vec::new();
     let mut covered = 0;
@@ -360,20 +343,19 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
-        /// The two-pass search finds exactly the runs of asking every word.
+        /// The filtered search finds exactly the runs of searching from every word.
         #[test]
-        fn two_passes_find_what_every_start_finds(
+        fn filtered_search_finds_what_every_start_finds(
             documents in proptest::collection::vec(proptest::collection::vec(0u8..4, 5..80), 1..4),
             query in proptest::collection::vec(0u8..4, 1..60),
-            min in 5usize..14,
+            min in 6usize..14,
         ) {
             let dir = tempfile::tempdir().expect("tempdir");
             let documents: Vec<String> = documents.iter().map(|d| text_of(d)).collect();
             let view = view(dir.path(), &documents);
             let text = text_of(&query);
             let words: Vec<&str> = text.split(' ').collect();
-            let queries = view.lookup_all(&words);
-            let fast = long_runs(&view, &queries, words.len(), min, (min / 2).max(1));
+            let fast = long_runs(&view, &words, min);
             let slow: Vec<(usize, usize)> = view
                 .maximal_spans(&words)
                 .into_iter()
