@@ -456,3 +456,68 @@ async fn colluding_validators_are_slashed_and_only_validators_vote() {
     let (status, ledger) = node.call("GET", "/v1/ledger", Some(&node.operator_key), None).await;
     assert_eq!(status, 200, "{ledger}");
 }
+
+#[tokio::test]
+async fn bad_validation_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let (validator, key) = account(&node, "validator").await;
+    deposit(&node, &validator, "100").await;
+    let datanet = create_datanet(&node, &key, json!({})).await;
+    let cases: [(&str, String, Value, u16, &str); 12] = [
+        ("POST", format!("/v1/datanets/{datanet}/stake"), json!({"amount": "abc"}), 400, "invalid_body"),
+        ("POST", format!("/v1/datanets/{datanet}/stake"), json!({"amount": "0"}), 400, "invalid_amount"),
+        (
+            "POST",
+            format!("/v1/datanets/{datanet}/stake"),
+            json!({"amount": "101"}),
+            402,
+            "insufficient_funds",
+        ),
+        ("POST", "/v1/datanets/dn_999/stake".to_owned(), json!({"amount": "1"}), 404, "not_found"),
+        ("POST", format!("/v1/datanets/{datanet}/unstake"), json!({}), 404, "not_found"),
+        ("POST", "/v1/contributions/ctb_999/votes".to_owned(), json!({"approve": true}), 404, "not_found"),
+        ("POST", "/v1/contributions/nope/votes".to_owned(), json!({"approve": true}), 400, "invalid_id"),
+        (
+            "POST",
+            "/v1/disputes".to_owned(),
+            json!({"contribution": "ctb_999", "evidence": "ctb_1"}),
+            404,
+            "not_found",
+        ),
+        ("POST", "/v1/disputes/dsp_x/votes".to_owned(), json!({"uphold": true}), 400, "invalid_id"),
+        ("GET", "/v1/disputes/dsp_7".to_owned(), Value::Null, 404, "not_found"),
+        (
+            "PUT",
+            format!("/v1/datanets/{datanet}/rules"),
+            json!({"near_duplicate_threshold": 1.5}),
+            400,
+            "invalid_rules",
+        ),
+        ("PUT", format!("/v1/datanets/{datanet}/rules"), json!({"surprise": 1}), 400, "invalid_body"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let (got, answer) = node.call(method, &path, Some(&key), body).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {answer}"
+        );
+    }
+    assert_eq!(units_of(&node, &validator).await, (100, 0), "nothing was staked");
+    let (_, list) = node.call("GET", &format!("/v1/datanets/{datanet}/validators"), None, None).await;
+    assert_eq!(list["data"], json!([]));
+    let (_, shown) = node.call("GET", &format!("/v1/datanets/{datanet}"), None, None).await;
+    assert_eq!(shown["rules"]["near_duplicate_threshold"], 0.8, "{shown}");
+    // Limits are datanet settings: a text under min_words is refused, nothing stored.
+    let (status, _) = node
+        .call("PUT", &format!("/v1/datanets/{datanet}/rules"), Some(&key), Some(json!({"min_words": 5})))
+        .await;
+    assert_eq!(status, 200);
+    let (status, refused) = contribute(&node, &key, &datanet, "too short").await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_request")), "{refused}");
+    assert!(refused["error"]["message"].as_str().is_some_and(|m| m.contains("min_words")), "{refused}");
+    let (_, shown) = node.call("GET", &format!("/v1/datanets/{datanet}"), None, None).await;
+    assert_eq!(shown["contributions"], 0);
+}
