@@ -255,6 +255,16 @@ async fn review_votes_disputes_and_slashing_conserve_every_unit() {
     let unstake = store.execute(Command::Unstake { validator: v1, datanet: dn }.into()).await;
     assert!(matches!(unstake, Err(StoreError::Conflict(_))), "{unstake:?}");
 
+    // Nobody who would be slashed collects the disputer's share.
+    for disputer in [copier, v1] {
+        let own = Command::OpenDispute {
+            disputer,
+            contribution: copy,
+            evidence: Some(original),
+            claim: String::new(),
+        };
+        assert!(matches!(store.execute(own.into()).await, Err(StoreError::Forbidden(_))));
+    }
     // A dispute needs evidence or a validator's claim.
     let bare = Command::OpenDispute {
         disputer: outsider,

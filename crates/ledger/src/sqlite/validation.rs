@@ -724,6 +724,20 @@ pub(super) fn open_dispute(
             row.status.as_str()
         ))));
     }
+    // Whoever would be slashed cannot collect the disputer's share of it.
+    if row.contributor == disputer {
+        return Ok(Err(StoreError::Forbidden("contributors cannot dispute their own contributions".into())));
+    }
+    let approved: i64 = tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM votes WHERE contribution = ?1 AND validator = ?2 AND approve = 1",
+        )?
+        .query_row(params![contribution.0 as i64, disputer.0 as i64], |r| r.get(0))?;
+    if approved > 0 {
+        return Ok(Err(StoreError::Forbidden(
+            "validators who approved a contribution cannot dispute it".into(),
+        )));
+    }
     match evidence {
         Some(earlier) => {
             if earlier.0 >= contribution.0 {
