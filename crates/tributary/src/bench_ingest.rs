@@ -22,8 +22,8 @@ pub struct IngestBenchArgs {
     /// Words per existing contribution.
     #[arg(long, default_value_t = 100)]
     existing_words: usize,
-    /// Contributions ingested in the timed run.
-    #[arg(long, default_value_t = 2_000)]
+    /// Contributions ingested in each timed run.
+    #[arg(long, default_value_t = 6_000)]
     new: usize,
     /// Words per new contribution.
     #[arg(long, default_value_t = 1_000)]
