@@ -89,6 +89,18 @@ impl IndexManager {
                 Err(error) => return Err(IndexingError::Task(error.to_string())),
             }
         }
+        // A review or a dispute may have changed which contributions are accepted below what an
+        // index holds, and the node may have stopped before rebuilding it: an index that does not
+        // hold exactly as many contributions as are accepted up to its last one is rebuilt.
+        let mut stale = std::collections::HashSet::new();
+        for (datanet, set) in &sets {
+            let accepted = store.count_accepted_after(*datanet, 0).await?;
+            let beyond = store.count_accepted_after(*datanet, set.indexed_through).await?;
+            if accepted - beyond.min(accepted) != set.contributions {
+                tracing::warn!(%datanet, "index out of step with accepted contributions; rebuilding it");
+                stale.insert(*datanet);
+            }
+        }
         Ok(Arc::new(IndexManager {
             root: root.to_owned(),
             _lock: lock,
@@ -96,7 +108,7 @@ impl IndexManager {
             sets: RwLock::new(sets),
             build: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
-            stale: Default::default(),
+            stale: std::sync::Mutex::new(stale),
         }))
     }
 

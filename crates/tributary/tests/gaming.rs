@@ -521,3 +521,39 @@ async fn bad_validation_input_is_refused_and_changes_nothing() {
     let (_, shown) = node.call("GET", &format!("/v1/datanets/{datanet}"), None, None).await;
     assert_eq!(shown["contributions"], 0);
 }
+
+/// An upheld dispute's contribution must leave the index even if the node stopped before the
+/// rebuild: on start, an index holding a different number of contributions than are accepted up
+/// to its last one is rebuilt. (The stop is simulated by changing the status offline.)
+#[tokio::test]
+async fn an_index_out_of_step_with_statuses_is_rebuilt_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let (_, key) = account(&node, "owner").await;
+    let datanet = create_datanet(&node, &key, json!({})).await;
+    let (_, first) = contribute(&node, &key, &datanet, PSALM).await;
+    let (_, second) = contribute(
+        &node,
+        &key,
+        &datanet,
+        "In the beginning God created the heaven and the earth. \
+        And the earth was without form, and void; and darkness was upon the face of the deep.",
+    )
+    .await;
+    assert_eq!((first["status"].as_str(), second["status"].as_str()), (Some("accepted"), Some("accepted")));
+    wait_indexed(&node, &datanet, 2).await;
+    assert!(node.terminate().success());
+    let id: i64 =
+        first["id"].as_str().and_then(|id| id.strip_prefix("ctb_")).and_then(|n| n.parse().ok()).expect("id");
+    let db = rusqlite::Connection::open(dir.path().join("tributary.db")).expect("db");
+    db.execute("UPDATE contributions SET status = 'rejected', reason = 'dispute_upheld' WHERE id = ?1", [id])
+        .expect("update");
+    drop(db);
+    let node = Node::start(dir.path(), &[]);
+    wait_indexed(&node, &datanet, 1).await;
+    let (status, result) = node
+        .call("POST", "/v1/attribution", Some(&key), Some(json!({"datanets": [datanet], "text": PSALM})))
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["contributions"], json!([]), "the rejected psalm is no longer attributed: {result}");
+}
