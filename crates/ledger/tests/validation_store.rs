@@ -333,3 +333,48 @@ async fn review_votes_disputes_and_slashing_conserve_every_unit() {
     assert!(matches!(left, Ok(Outcome::Unstaked(_))), "{left:?}");
     assert_eq!(balance(&store, v3).await, (5_000, 0));
 }
+
+#[tokio::test]
+async fn a_datanet_without_validators_is_reviewed_by_its_owner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+    let owner = user(&store, "owner", 0).await;
+    let author = user(&store, "author", 0).await;
+    let stranger = user(&store, "stranger", 0).await;
+    let dn =
+        datanet(&store, owner, DatanetRules { policy: AcceptancePolicy::Review, ..DatanetRules::default() })
+            .await;
+    let (pending, status, _) = contribute(&store, dn, author, PSALM).await;
+    assert_eq!(status, ContributionStatusCode::Pending);
+    let vote = |validator, contribution, approve| Command::Vote {
+        validator,
+        contribution,
+        approve,
+        reason: "ok".into(),
+    };
+    assert!(matches!(
+        store.execute(vote(stranger, pending, true).into()).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    let decided = store.execute(vote(owner, pending, true).into()).await;
+    assert!(
+        matches!(decided, Ok(Outcome::Voted { status: ContributionStatusCode::Accepted, .. })),
+        "{decided:?}"
+    );
+    // A flagged contribution: the owner rejects it.
+    let (flagged, status, _) = contribute(&store, dn, author, &"buy cheap pills now ".repeat(30)).await;
+    assert_eq!(status, ContributionStatusCode::Flagged);
+    let decided = store.execute(vote(owner, flagged, false).into()).await;
+    assert!(
+        matches!(decided, Ok(Outcome::Voted { status: ContributionStatusCode::Rejected, .. })),
+        "{decided:?}"
+    );
+    // Once someone stakes, the owner is one voice among the validators, and only if staked.
+    let (later, _, _) = contribute(&store, dn, author, GENESIS).await;
+    store.execute(Command::Deposit { account: stranger, amount: Amount(10) }.into()).await.expect("deposit");
+    store
+        .execute(Command::Stake { validator: stranger, datanet: dn, amount: Amount(10) }.into())
+        .await
+        .expect("stake");
+    assert!(matches!(store.execute(vote(owner, later, true).into()).await, Err(StoreError::Forbidden(_))));
+}

@@ -618,11 +618,18 @@ pub(super) fn vote(
     let Some(info) = state.validation.datanets.get(&row.datanet).copied() else {
         return Ok(Err(StoreError::NotFound { what: "datanet", id: row.datanet.to_string() }));
     };
-    let Some(stake) = stake_of(tx, row.datanet, validator)? else {
-        return Ok(Err(StoreError::Forbidden(format!(
-            "only validators of {} (accounts with stake in it) can vote on its contributions",
-            row.datanet
-        ))));
+    let stakes = stakes_of(tx, row.datanet)?;
+    // A datanet nobody has staked on is reviewed by its owner (the curator), whose vote decides.
+    let curator_decides = stakes.is_empty() && validator == info.owner;
+    let stake = match stakes.get(&validator) {
+        Some(&amount) => amount,
+        None if curator_decides => 0,
+        None => {
+            return Ok(Err(StoreError::Forbidden(format!(
+                "only validators of {} (accounts with stake in it) can vote on its contributions",
+                row.datanet
+            ))));
+        }
     };
     if row.contributor == validator {
         return Ok(Err(StoreError::Forbidden("validators cannot vote on their own contributions".into())));
@@ -642,7 +649,7 @@ pub(super) fn vote(
             contribution.0 as i64,
             validator.0 as i64,
             approve,
-            Units(stake.amount.0),
+            Units(stake),
             reason,
             now_ms as i64
         ])?;
@@ -650,7 +657,6 @@ pub(super) fn vote(
         return Ok(Err(StoreError::Conflict(format!("{validator} has already voted on {contribution}"))));
     }
     // Tally with the stakes as they are now (a validator who left counts for nothing).
-    let stakes = stakes_of(tx, row.datanet)?;
     let total: u128 = stakes.values().sum();
     let (mut approvals, mut for_stake, mut against_stake) = (0u32, 0u128, 0u128);
     let mut statement = tx.prepare_cached("SELECT validator, approve FROM votes WHERE contribution = ?1")?;
@@ -670,8 +676,11 @@ pub(super) fn vote(
             against_stake += stake;
         }
     }
-    let decision =
-        votes::review_decision(approvals, for_stake, against_stake, total, info.rules.approvals_required);
+    let decision = if curator_decides {
+        if approve { Decision::For } else { Decision::Against }
+    } else {
+        votes::review_decision(approvals, for_stake, against_stake, total, info.rules.approvals_required)
+    };
     let summary = format!(
         "{approvals} approval(s), approving stake {for_stake}, rejecting stake {against_stake}, of {total} staked"
     );
