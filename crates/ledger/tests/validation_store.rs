@@ -378,3 +378,41 @@ async fn a_datanet_without_validators_is_reviewed_by_its_owner() {
         .expect("stake");
     assert!(matches!(store.execute(vote(owner, later, true).into()).await, Err(StoreError::Forbidden(_))));
 }
+
+/// Regression: a dispute opened once the bond's window had passed, but before the writer released
+/// the expired hold, tried to void it and panicked the writer (found by the random-operation test).
+#[tokio::test]
+async fn a_dispute_at_the_end_of_the_bond_window_does_not_crash_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock(AtomicU64::new(1)));
+    let store = open(&dir.path().join("t.db"), Arc::clone(&clock));
+    let owner = user(&store, "owner", 100).await;
+    let author = user(&store, "author", 100).await;
+    let disputer = user(&store, "disputer", 0).await;
+    let rules = DatanetRules { bond: Amount(10), dispute_window_ms: 1_000, ..DatanetRules::default() };
+    let dn = datanet(&store, owner, rules).await;
+    let (original, _, _) = contribute(&store, dn, owner, GENESIS).await;
+    let (disputed, _, _) = contribute(&store, dn, author, PSALM).await;
+    assert_eq!(balance(&store, author).await, (90, 10));
+    // The window ends; the dispute arrives before the writer has released the bond.
+    clock.0.store(5_000, Ordering::SeqCst);
+    let dispute = Command::OpenDispute {
+        disputer,
+        contribution: disputed,
+        evidence: Some(original),
+        claim: String::new(),
+    };
+    let Ok(Outcome::DisputeOpened(id)) = store.execute(dispute.into()).await else { panic!("dispute") };
+    let decided =
+        store.execute(Command::DisputeVote { validator: owner, dispute: id, uphold: true }.into()).await;
+    assert!(
+        matches!(decided, Ok(Outcome::DisputeVoted { status: DisputeStatus::Upheld, .. })),
+        "{decided:?}"
+    );
+    // The bond had already been released by its window: nothing to slash, and the writer lives on.
+    assert_eq!(balance(&store, author).await, (100, 0));
+    store
+        .execute(Command::Deposit { account: disputer, amount: Amount(1) }.into())
+        .await
+        .expect("writer alive");
+}

@@ -457,6 +457,12 @@ fn write_stake(tx: &Transaction<'_>, stake: &StakeRecord) -> rusqlite::Result<()
     Ok(())
 }
 
+/// A hold that is still pending and not past its expiry (an expired hold is released at the end
+/// of the batch; until then it can be neither posted nor voided).
+fn live_hold(state: &WriterState, hold: TransferId, now_ms: u64) -> Option<crate::state::Hold> {
+    state.ledger.hold(hold).copied().filter(|h| h.expires_at_ms > now_ms)
+}
+
 /// Applies a ledger operation the caller has already checked cannot fail.
 fn apply_checked(
     tx: &Transaction<'_>,
@@ -776,7 +782,7 @@ pub(super) fn open_dispute(
     }
     // A bond still held is locked until the dispute is decided, so its window cannot release it.
     if let Some(hold) = row.bond_hold
-        && let Some(pending) = state.ledger.hold(hold).copied()
+        && let Some(pending) = live_hold(state, hold, now_ms)
         && pending.expires_at_ms != crate::state::LOCK_EXPIRES_AT_MS
     {
         apply_checked(tx, state, LedgerOp::Void { hold }, now_ms, writes)?;
@@ -904,7 +910,7 @@ fn release_bond(
 ) -> rusqlite::Result<()> {
     if let Some(row) = contribution_row(tx, contribution)?
         && let Some(hold) = row.bond_hold
-        && state.ledger.hold(hold).is_some()
+        && live_hold(state, hold, now_ms).is_some()
     {
         apply_checked(tx, state, LedgerOp::Void { hold }, now_ms, writes)?;
         state.validation.protected.remove(&hold);
@@ -930,7 +936,7 @@ fn uphold_dispute(
     let mut row = contribution_row(tx, contribution)?.expect("a dispute's contribution exists");
     let mut resolution = DisputeResolution::default();
     if let Some(hold) = row.bond_hold
-        && let Some(pending) = state.ledger.hold(hold).copied()
+        && let Some(pending) = live_hold(state, hold, now_ms)
     {
         apply_checked(tx, state, LedgerOp::Post { hold, amount: None }, now_ms, writes)?;
         state.validation.protected.remove(&hold);
