@@ -388,7 +388,7 @@ async fn a_dispute_at_the_end_of_the_bond_window_does_not_crash_the_writer() {
     let store = open(&dir.path().join("t.db"), Arc::clone(&clock));
     let owner = user(&store, "owner", 100).await;
     let author = user(&store, "author", 100).await;
-    let disputer = user(&store, "disputer", 0).await;
+    let disputer = user(&store, "disputer", 10).await;
     let rules = DatanetRules { bond: Amount(10), dispute_window_ms: 1_000, ..DatanetRules::default() };
     let dn = datanet(&store, owner, rules).await;
     let (original, _, _) = contribute(&store, dn, owner, GENESIS).await;
@@ -415,4 +415,49 @@ async fn a_dispute_at_the_end_of_the_bond_window_does_not_crash_the_writer() {
         .execute(Command::Deposit { account: disputer, amount: Amount(1) }.into())
         .await
         .expect("writer alive");
+}
+
+#[tokio::test]
+async fn a_dismissed_dispute_forfeits_the_disputers_bond() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+    let owner = user(&store, "owner", 100).await;
+    let author = user(&store, "author", 100).await;
+    let disputer = user(&store, "disputer", 30).await;
+    let broke = user(&store, "broke", 0).await;
+    let dn = datanet(&store, owner, DatanetRules { bond: Amount(20), ..DatanetRules::default() }).await;
+    let pool = store.datanet(dn).await.expect("read").expect("exists").pool_account;
+    let (earlier, _, _) = contribute(&store, dn, owner, GENESIS).await;
+    let (disputed, _, _) = contribute(&store, dn, author, PSALM).await;
+    let open = |disputer| Command::OpenDispute {
+        disputer,
+        contribution: disputed,
+        evidence: Some(earlier),
+        claim: String::new(),
+    };
+    assert!(
+        matches!(store.execute(open(broke).into()).await, Err(StoreError::Ledger(_))),
+        "a dispute needs the bond"
+    );
+    let Ok(Outcome::DisputeOpened(id)) = store.execute(open(disputer).into()).await else {
+        panic!("dispute")
+    };
+    assert_eq!(balance(&store, disputer).await, (10, 20));
+    let decided =
+        store.execute(Command::DisputeVote { validator: owner, dispute: id, uphold: false }.into()).await;
+    assert!(
+        matches!(decided, Ok(Outcome::DisputeVoted { status: DisputeStatus::Dismissed, .. })),
+        "{decided:?}"
+    );
+    assert_eq!(balance(&store, disputer).await, (10, 0), "the bond went to the pool");
+    assert_eq!(balance(&store, author).await, (100, 0), "the contribution's bond is released");
+    assert_eq!(balance(&store, pool).await.0, 20);
+    let record = store.dispute(id).await.expect("read").expect("exists");
+    let resolution = record.resolution.expect("resolution");
+    assert_eq!(resolution.to_pool, Amount(20));
+    assert_eq!(resolution.slashed[0].role, "dispute_bond");
+    assert_eq!(
+        store.contribution(disputed).await.expect("read").expect("exists").status,
+        ContributionStatus::Accepted
+    );
 }

@@ -434,7 +434,8 @@ async fn colluding_validators_are_slashed_and_only_validators_vote() {
         ]
     );
     assert_eq!(units(&decided["to_disputer"]), 125);
-    assert_eq!(units_of(&node, &outsider).await.0, before + 125);
+    // The disputer's own bond (the datanet's 50) comes back with the reward.
+    assert_eq!(units_of(&node, &outsider).await, (before + 125 + 50, 0));
     // The colluders keep 400 staked each; the honest validator keeps all 4000.
     let (_, list) = node.call("GET", &format!("/v1/datanets/{reviewed}/validators"), None, None).await;
     let stakes: Vec<u128> =

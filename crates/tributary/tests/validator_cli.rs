@@ -24,11 +24,12 @@ async fn review_and_dispute_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = common::Node::start(dir.path(), &[]);
     let (owner, owner_key) = common::account(&node, "owner").await;
-    let (_, author_key) = common::account(&node, "author").await;
+    let (author, author_key) = common::account(&node, "author").await;
     let (copier, copier_key) = common::account(&node, "copier").await;
     let (validator, validator_key) = common::account(&node, "validator").await;
     common::deposit(&node, &validator, "1000").await;
     common::deposit(&node, &copier, "100").await;
+    common::deposit(&node, &author, "100").await;
     let _ = owner;
 
     let (code, open, _) = run(&node, Some(&owner_key), &["datanet", "create", "open", "--license", "CC0"]);

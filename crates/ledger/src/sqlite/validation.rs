@@ -63,6 +63,7 @@ CREATE TABLE disputes (
     claim TEXT NOT NULL,
     status TEXT NOT NULL,
     resolution TEXT,
+    bond_hold INTEGER,
     created_at_ms INTEGER NOT NULL,
     decided_at_ms INTEGER
 );
@@ -157,7 +158,8 @@ impl ValidationState {
             dedup.lsh.insert(id.0, &signature);
         }
         let mut statement = conn
-            .prepare("SELECT hold FROM stakes UNION SELECT bond_hold FROM contributions WHERE bond_hold IS NOT NULL")
+            .prepare("SELECT hold FROM stakes UNION SELECT bond_hold FROM contributions WHERE bond_hold IS NOT NULL \
+                 UNION SELECT bond_hold FROM disputes WHERE bond_hold IS NOT NULL")
             .map_err(internal)?;
         let holds = statement
             .query_map([], |row| row.get::<_, i64>(0).map(|id| TransferId(id as u64)))
@@ -780,6 +782,20 @@ pub(super) fn open_dispute(
     if open > 0 {
         return Ok(Err(StoreError::Conflict(format!("{contribution} already has an open dispute"))));
     }
+    // The disputer locks the datanet's bond too: a dismissed dispute forfeits it to the pool, so a
+    // frivolous dispute costs what a frivolous contribution does.
+    let Some(info) = state.validation.datanets.get(&row.datanet).copied() else {
+        return Ok(Err(StoreError::NotFound { what: "datanet", id: row.datanet.to_string() }));
+    };
+    let dispute_bond = info.rules.bond;
+    let available = state.ledger.account(disputer).map_or(0, |a| a.balances.available());
+    if available < dispute_bond.0 {
+        return Ok(Err(StoreError::Ledger(LedgerError::InsufficientFunds {
+            account: disputer,
+            available: Amount(available),
+            requested: dispute_bond,
+        })));
+    }
     // A bond still held is locked until the dispute is decided, so its window cannot release it.
     if let Some(hold) = row.bond_hold
         && let Some(pending) = live_hold(state, hold, now_ms)
@@ -798,10 +814,23 @@ pub(super) fn open_dispute(
         tx.prepare_cached("UPDATE contributions SET bond_hold = ?2 WHERE id = ?1")?
             .execute(params![contribution.0 as i64, lock.0 as i64])?;
     }
+    let bond_hold = if dispute_bond.is_zero() {
+        None
+    } else {
+        let lock = apply_checked(
+            tx,
+            state,
+            LedgerOp::Lock { debit: disputer, credit: info.pool, amount: dispute_bond },
+            now_ms,
+            writes,
+        )?;
+        state.validation.protected.insert(lock);
+        Some(lock)
+    };
     let id = state.validation.next_dispute_id;
     tx.prepare_cached(
-        "INSERT INTO disputes (id, contribution, datanet, disputer, evidence, claim, status, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7)",
+        "INSERT INTO disputes (id, contribution, datanet, disputer, evidence, claim, status, bond_hold, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8)",
     )?
     .execute(params![
         id as i64,
@@ -810,6 +839,7 @@ pub(super) fn open_dispute(
         disputer.0 as i64,
         evidence.map(|e| e.0 as i64),
         claim,
+        bond_hold.map(|h| h.0 as i64),
         now_ms as i64
     ])?;
     state.validation.next_dispute_id += 1;
@@ -825,11 +855,13 @@ pub(super) fn dispute_vote(
     now_ms: u64,
     writes: &mut BatchWrites,
 ) -> StepResult {
-    let found: Option<(i64, i64, i64, String)> = tx
-        .prepare_cached("SELECT contribution, datanet, disputer, status FROM disputes WHERE id = ?1")?
-        .query_row([dispute as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    let found: Option<(i64, i64, i64, String, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT contribution, datanet, disputer, status, bond_hold FROM disputes WHERE id = ?1",
+        )?
+        .query_row([dispute as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?;
-    let Some((contribution, datanet, disputer, status)) = found else {
+    let Some((contribution, datanet, disputer, status, dispute_bond)) = found else {
         return Ok(Err(StoreError::NotFound { what: "dispute", id: format!("dsp_{dispute}") }));
     };
     let (contribution, datanet, disputer) =
@@ -879,11 +911,35 @@ pub(super) fn dispute_vote(
         Decision::Open => DisputeStatus::Open,
         Decision::Against => {
             release_bond(tx, state, contribution, now_ms, writes)?;
-            tx.prepare_cached("UPDATE disputes SET status = 'dismissed', decided_at_ms = ?2 WHERE id = ?1")?
-                .execute(params![dispute as i64, now_ms as i64])?;
+            // The disputer's bond is forfeited to the pool.
+            let mut resolution = DisputeResolution::default();
+            if let Some(hold) = dispute_bond.map(|h| TransferId(h as u64))
+                && let Some(pending) = live_hold(state, hold, now_ms)
+            {
+                apply_checked(tx, state, LedgerOp::Post { hold, amount: None }, now_ms, writes)?;
+                state.validation.protected.remove(&hold);
+                let amount = Amount(pending.amount);
+                resolution.slashed.push(SlashLine { account: disputer, role: "dispute_bond".into(), amount });
+                resolution.to_pool = amount;
+            }
+            tx.prepare_cached(
+                "UPDATE disputes SET status = 'dismissed', decided_at_ms = ?2, resolution = ?3 WHERE id = ?1",
+            )?
+            .execute(params![
+                dispute as i64,
+                now_ms as i64,
+                serde_json::to_string(&resolution).expect("resolutions serialize")
+            ])?;
             DisputeStatus::Dismissed
         }
         Decision::For => {
+            // The disputer's bond comes back.
+            if let Some(hold) = dispute_bond.map(|h| TransferId(h as u64))
+                && live_hold(state, hold, now_ms).is_some()
+            {
+                apply_checked(tx, state, LedgerOp::Void { hold }, now_ms, writes)?;
+                state.validation.protected.remove(&hold);
+            }
             let resolution =
                 uphold_dispute(tx, state, dispute, contribution, datanet, disputer, info, now_ms, writes)?;
             tx.prepare_cached(
