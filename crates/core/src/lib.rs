@@ -7,6 +7,7 @@ pub mod amount;
 pub mod ids;
 pub mod money;
 pub mod registry;
+pub mod rules;
 
 pub use address::EvmAddress;
 pub use amount::Amount;

@@ -82,6 +82,8 @@ pub struct Datanet {
     pub pool_account: AccountId,
     pub contributions: u64,
     pub created_at_ms: u64,
+    /// How contributions are validated.
+    pub rules: crate::rules::DatanetRules,
 }
 
 /// Where a contribution stands in validation.
@@ -123,6 +125,8 @@ pub struct Contribution {
     pub status: ContributionStatus,
     pub reason: Option<String>,
     pub created_at_ms: u64,
+    /// What each stage of the pipeline (and later reviews and disputes) found.
+    pub findings: crate::rules::Findings,
 }
 
 /// How a model produces answers.

@@ -3,6 +3,7 @@
 //! one datanet with its manifest ([`store`]). No money, no HTTP.
 
 pub mod fuzzing;
+pub mod ngrams;
 pub mod segment;
 pub mod store;
 pub mod tokenize;

@@ -107,6 +107,8 @@ pub struct Segment {
     checksums: [[u8; 32]; SECTIONS],
     /// The BM25 inverted index, built from the token array on first use.
     bm25: std::sync::OnceLock<Bm25Postings>,
+    /// The word n-gram filter for containment checks, built on first use.
+    ngrams: std::sync::OnceLock<crate::ngrams::NgramFilter>,
     sections: [(usize, usize); SECTIONS],
 }
 
@@ -579,8 +581,21 @@ impl Segment {
             suffix_bits,
             checksums,
             bm25: std::sync::OnceLock::new(),
+            ngrams: std::sync::OnceLock::new(),
             sections,
             map,
+        })
+    }
+
+    /// The segment's word n-gram filter (see `ngrams`), built on first use (one pass over the tokens).
+    pub fn ngram_filter(&self) -> &crate::ngrams::NgramFilter {
+        self.ngrams.get_or_init(|| {
+            let hashes: Vec<u64> = self.words.iter().map(|w| crate::ngrams::word_hash(w)).collect();
+            let tokens = (0..self.token_count).map(|position| {
+                let token = u32::from(self.token(position).unwrap_or(DOCUMENT_END));
+                token.checked_sub(FIRST_WORD_ID).and_then(|index| hashes.get(index as usize).copied())
+            });
+            crate::ngrams::NgramFilter::build(tokens, self.token_count)
         })
     }
 
@@ -762,6 +777,14 @@ impl Segment {
     /// point. The searches of all starts advance together, one step each per round, so their
     /// independent memory reads overlap instead of waiting on each other.
     pub fn longest_matches(&self, query: &[Option<u16>]) -> Vec<usize> {
+        let starts: Vec<usize> = (0..query.len()).collect();
+        self.longest_matches_at(query, &starts)
+    }
+
+    /// [`Segment::longest_matches`] for the given starts only (distinct, each below `query.len()`), in the
+    /// order given: the containment check probes every few words first and looks closer only
+    /// where something matched.
+    pub fn longest_matches_at(&self, query: &[Option<u16>], starts: &[usize]) -> Vec<usize> {
         use std::cmp::Ordering;
         let len = query.len();
         let dense: Vec<u16> = query.iter().map(|t| t.unwrap_or(DOCUMENT_END)).collect();
@@ -783,7 +806,8 @@ impl Segment {
                 (low[i], high[i]) = (bucket.start, bucket.end);
             }
         }
-        let mut active: Vec<usize> = (0..len).filter(|&i| low[i] < high[i]).collect();
+        let mut active: Vec<usize> =
+            starts.iter().copied().filter(|&i| i < len && low[i] < high[i]).collect();
         let mut positions = vec![0usize; len];
         while !active.is_empty() {
             // Three passes per round so that the reads of all searches are in flight together:
@@ -807,9 +831,10 @@ impl Segment {
                 low[i] < high[i]
             });
         }
-        (0..len)
-            .map(|i| {
-                if query[i].is_none() {
+        starts
+            .iter()
+            .map(|&i| {
+                if i >= len || query[i].is_none() {
                     return 0;
                 }
                 let pattern = &dense[i..run_end[i]];

@@ -118,6 +118,37 @@ impl IndexView {
         self.count_and_occurrences(words, limit).1
     }
 
+    /// For each of `starts` (distinct word offsets in `words`), the length of the longest run of
+    /// words from it that occurs anywhere in the view.
+    pub fn longest_from(&self, words: &[&str], starts: &[usize]) -> Vec<usize> {
+        let queries: Vec<Vec<Option<u16>>> =
+            self.segments.iter().map(|s| words.iter().map(|w| s.lookup(w)).collect()).collect();
+        self.longest_from_tokens(&queries, starts)
+    }
+
+    /// False only if no segment contains the word n-gram with this hash (see `ngrams`).
+    pub fn may_contain_ngram(&self, hash: u64) -> bool {
+        self.segments.iter().any(|s| s.ngram_filter().may_contain(hash))
+    }
+
+    /// Each segment's token ids for `words` (`None` where a segment has never seen the word), in
+    /// segment order: look up a text's distinct words once, then translate its sentences.
+    pub fn lookup_all(&self, words: &[&str]) -> Vec<Vec<Option<u16>>> {
+        self.segments.iter().map(|s| words.iter().map(|w| s.lookup(w)).collect()).collect()
+    }
+
+    /// [`IndexView::longest_from`] for a query already translated into each segment's token ids
+    /// (`queries[k]` for segment `k`).
+    pub fn longest_from_tokens(&self, queries: &[Vec<Option<u16>>], starts: &[usize]) -> Vec<usize> {
+        let mut longest = vec![0usize; starts.len()];
+        for (segment, query) in self.segments.iter().zip(queries) {
+            for (best, found) in longest.iter_mut().zip(segment.longest_matches_at(query, starts)) {
+                *best = (*best).max(found);
+            }
+        }
+        longest
+    }
+
     /// The maximal spans of one sentence's words: for each start, the longest run of words from
     /// it that occurs anywhere in the view, kept when it reaches past every earlier span.
     pub fn maximal_spans(&self, words: &[&str]) -> Vec<SpanMatch> {

@@ -26,6 +26,7 @@ use tributary_core::registry::{
 use tributary_core::{AccountId, Amount, ContributionId, DatanetId, EvmAddress, ModelId, TransferId};
 
 mod epochs;
+mod validation;
 
 use crate::Clock;
 use crate::state::{
@@ -33,9 +34,10 @@ use crate::state::{
     TransferKind,
 };
 use crate::store::{
-    BATCH_COMMANDS_MAX, BatchResult, Command, EarningLine, Earnings, EpochRecord, IndexableContribution,
-    LedgerSummary, NewReceipt, Outcome, Payment, ReceiptRecord, ReceiptSigner, Request, SettlementLine,
-    Store, StoreError, StoreStats, SystemAccounts, receipt_hash,
+    BATCH_COMMANDS_MAX, BatchResult, Command, DisputeRecord, EarningLine, Earnings, EpochRecord,
+    IndexableContribution, LedgerSummary, NewReceipt, Outcome, Payment, ReceiptRecord, ReceiptSigner,
+    Request, SettlementLine, StakeRecord, Store, StoreError, StoreStats, SystemAccounts, VoteRecord,
+    receipt_hash,
 };
 
 /// Submissions that may wait for the writer; beyond this the store answers "overloaded".
@@ -187,6 +189,7 @@ CREATE TABLE earnings (
 ) WITHOUT ROWID;
 "#,
     epochs::MIGRATION,
+    validation::MIGRATION,
 ];
 
 enum Message {
@@ -453,8 +456,8 @@ impl Store for SqliteStore {
     async fn contribution(&self, id: ContributionId) -> Result<Option<Contribution>, StoreError> {
         self.read(move |conn| {
             conn.query_row(
-                "SELECT id, datanet, contributor, title, body, source, content_hash, status, reason, created_at_ms
-                 FROM contributions WHERE id = ?1",
+                "SELECT id, datanet, contributor, title, body, source, content_hash, status, reason, created_at_ms,
+                 findings FROM contributions WHERE id = ?1",
                 [id.0 as i64],
                 |row| {
                     let hash: Vec<u8> = row.get(6)?;
@@ -471,6 +474,7 @@ impl Store for SqliteStore {
                             status: ContributionStatus::Accepted,
                             reason: row.get(8)?,
                             created_at_ms: row.get::<_, i64>(9)? as u64,
+                            findings: validation::read_findings(row.get::<_, Option<String>>(10)?.as_deref()),
                         },
                         status,
                     ))
@@ -536,6 +540,18 @@ impl Store for SqliteStore {
             .map_err(internal)
         })
         .await
+    }
+
+    async fn stakes(&self, datanet: DatanetId) -> Result<Vec<StakeRecord>, StoreError> {
+        self.read(move |conn| validation::read_stakes(conn, datanet).map_err(internal)).await
+    }
+
+    async fn contribution_votes(&self, contribution: ContributionId) -> Result<Vec<VoteRecord>, StoreError> {
+        self.read(move |conn| validation::read_votes(conn, contribution).map_err(internal)).await
+    }
+
+    async fn dispute(&self, id: u64) -> Result<Option<DisputeRecord>, StoreError> {
+        self.read(move |conn| validation::read_dispute(conn, id)).await
     }
 
     async fn models(&self) -> Result<Vec<Model>, StoreError> {
@@ -753,7 +769,8 @@ impl Store for SqliteStore {
 const ACCOUNT_SELECT: &str = "SELECT id, kind, name, payout_address, debits_posted, credits_posted, \
      debits_pending, credits_pending, created_at_ms FROM accounts";
 const DATANET_SELECT: &str = "SELECT d.id, d.owner, d.name, d.description, d.license, d.pool_account, \
-     d.created_at_ms, (SELECT COUNT(*) FROM contributions c WHERE c.datanet = d.id) FROM datanets d";
+     d.created_at_ms, (SELECT COUNT(*) FROM contributions c WHERE c.datanet = d.id), \
+     (SELECT rules FROM datanet_rules r WHERE r.datanet = d.id) FROM datanets d";
 const MODEL_SELECT: &str = "SELECT id, owner, spec, created_at_ms FROM models";
 const TRANSFER_SELECT: &str = "SELECT id, kind, debit_account, credit_account, amount, pending_id, \
      expires_at_ms, created_at_ms FROM transfers";
@@ -834,6 +851,7 @@ fn datanet_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Datanet> {
         pool_account: AccountId(row.get::<_, i64>(5)? as u64),
         created_at_ms: row.get::<_, i64>(6)? as u64,
         contributions: row.get::<_, i64>(7)? as u64,
+        rules: validation::read_rules(row.get::<_, Option<String>>(8)?.as_deref()),
     })
 }
 
@@ -1048,6 +1066,8 @@ struct WriterState {
     next_datanet_id: u64,
     next_contribution_id: u64,
     next_model_id: u64,
+    /// Datanet rules, dedup state and protected holds (see `sqlite/validation.rs`).
+    validation: validation::ValidationState,
 }
 
 impl WriterState {
@@ -1105,6 +1125,7 @@ impl WriterState {
             next_datanet_id: next("datanets")?,
             next_contribution_id: next("contributions")?,
             next_model_id: next("models")?,
+            validation: validation::ValidationState::load(conn)?,
         })
     }
 }
@@ -1424,61 +1445,97 @@ fn apply_command(
                 Ok(Outcome::PayoutAddressSet(*account))
             }
         },
-        Command::CreateDatanet { owner, name, description, license } => match is_person(state, *owner) {
-            Err(error) => Err(error),
-            Ok(()) => {
-                let id = DatanetId(state.next_datanet_id);
-                let pool = AccountId(state.next_account_id);
-                insert_account(
-                    tx,
-                    pool,
-                    AccountKind::DatanetPool,
-                    &format!("pool of {id}"),
-                    None,
-                    None,
-                    now_ms,
-                )?;
-                tx.prepare_cached(
+        Command::CreateDatanet { owner, name, description, license, rules } => {
+            match is_person(state, *owner).and_then(|()| rules.validate().map_err(StoreError::Invalid)) {
+                Err(error) => Err(error),
+                Ok(()) => {
+                    let id = DatanetId(state.next_datanet_id);
+                    let pool = AccountId(state.next_account_id);
+                    insert_account(
+                        tx,
+                        pool,
+                        AccountKind::DatanetPool,
+                        &format!("pool of {id}"),
+                        None,
+                        None,
+                        now_ms,
+                    )?;
+                    tx.prepare_cached(
                     "INSERT INTO datanets (id, owner, name, description, license, pool_account, created_at_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(params![id.0 as i64, owner.0 as i64, name, description, license, pool.0 as i64, now_ms as i64])?;
-                state.next_datanet_id += 1;
-                state.next_account_id += 1;
-                state.ledger.add_account(pool, AccountKind::DatanetPool, Balances::default());
-                writes.touched.push(pool);
-                state.datanets.insert(id);
-                Ok(Outcome::DatanetCreated(id))
+                    state.next_datanet_id += 1;
+                    state.next_account_id += 1;
+                    state.ledger.add_account(pool, AccountKind::DatanetPool, Balances::default());
+                    writes.touched.push(pool);
+                    state.datanets.insert(id);
+                    validation::insert_rules(tx, id, rules)?;
+                    state
+                        .validation
+                        .datanets
+                        .insert(id, validation::DatanetInfo { owner: *owner, pool, rules: *rules });
+                    Ok(Outcome::DatanetCreated(id))
+                }
             }
-        },
-        Command::AddContribution { datanet, contributor, contribution } => {
+        }
+        Command::AddContribution { datanet, contributor, contribution, screening } => {
             if !state.datanets.contains(datanet) {
                 Err(StoreError::NotFound { what: "datanet", id: datanet.to_string() })
             } else if let Err(error) = is_person(state, *contributor) {
                 Err(error)
             } else {
-                let id = ContributionId(state.next_contribution_id);
-                let hash = blake3::hash(contribution.text.as_bytes());
-                let status = ContributionStatus::Accepted;
-                tx.prepare_cached(
-                    "INSERT INTO contributions (id, datanet, contributor, title, body, source, content_hash, status,
-                     reason, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
-                )?
-                .execute(params![
-                    id.0 as i64,
-                    datanet.0 as i64,
-                    contributor.0 as i64,
-                    contribution.title,
-                    contribution.text,
-                    contribution.source,
-                    &hash.as_bytes()[..],
-                    status.as_str(),
-                    now_ms as i64
-                ])?;
-                state.next_contribution_id += 1;
-                Ok(Outcome::ContributionAdded { id, status: status.into(), reason: None })
+                return validation::add_contribution(
+                    tx,
+                    state,
+                    *datanet,
+                    *contributor,
+                    contribution,
+                    screening.as_deref(),
+                    now_ms,
+                    writes,
+                );
             }
         }
+        Command::SetDatanetRules { caller, datanet, rules } => {
+            return validation::set_rules(tx, state, *caller, *datanet, rules);
+        }
+        Command::Stake { validator, datanet, amount } => match is_person(state, *validator) {
+            Err(error) => Err(error),
+            Ok(()) => return validation::stake(tx, state, *validator, *datanet, *amount, now_ms, writes),
+        },
+        Command::Unstake { validator, datanet } => match is_person(state, *validator) {
+            Err(error) => Err(error),
+            Ok(()) => return validation::unstake(tx, state, *validator, *datanet, now_ms, writes),
+        },
+        Command::Vote { validator, contribution, approve, reason } => match is_person(state, *validator) {
+            Err(error) => Err(error),
+            Ok(()) => {
+                return validation::vote(tx, state, *validator, *contribution, *approve, reason, now_ms);
+            }
+        },
+        Command::OpenDispute { disputer, contribution, evidence, claim } => match is_person(state, *disputer)
+        {
+            Err(error) => Err(error),
+            Ok(()) => {
+                return validation::open_dispute(
+                    tx,
+                    state,
+                    *disputer,
+                    *contribution,
+                    *evidence,
+                    claim,
+                    now_ms,
+                    writes,
+                );
+            }
+        },
+        Command::DisputeVote { validator, dispute, uphold } => match is_person(state, *validator) {
+            Err(error) => Err(error),
+            Ok(()) => {
+                return validation::dispute_vote(tx, state, *validator, *dispute, *uphold, now_ms, writes);
+            }
+        },
         Command::CreateModel { owner, spec } => {
             let missing = spec.datanets.iter().find(|d| !state.datanets.contains(d));
             if let Some(missing) = missing {
@@ -1539,6 +1596,13 @@ fn apply_command(
                     writes,
                 )?,
             }
+        }
+        Command::PostHold { hold, .. } | Command::VoidHold { hold, .. }
+            if state.validation.protected.contains(hold) =>
+        {
+            Err(StoreError::Forbidden(format!(
+                "hold {hold} is a validator stake or a contribution bond; only the validation rules release it"
+            )))
         }
         Command::PostHold { caller, hold, amount } => match state.ledger.hold(*hold) {
             None => Err(StoreError::Ledger(LedgerError::HoldNotPending(*hold))),

@@ -152,7 +152,18 @@ pub enum LedgerOp {
     Void {
         hold: TransferId,
     },
+    /// A hold that never expires ([`LOCK_EXPIRES_AT_MS`]): validator stakes and disputed bonds.
+    /// Only the node places locks (no command takes one from a client), and only the node's own
+    /// rules post or void them.
+    Lock {
+        debit: AccountId,
+        credit: AccountId,
+        amount: Amount,
+    },
 }
+
+/// The expiry recorded for a lock: far beyond any clock, and still an SQLite integer.
+pub const LOCK_EXPIRES_AT_MS: u64 = i64::MAX as u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
@@ -315,24 +326,10 @@ impl LedgerState {
                 if timeout_ms == 0 || timeout_ms > HOLD_TIMEOUT_MS_MAX {
                     return Err(LedgerError::BadTimeout { max: HOLD_TIMEOUT_MS_MAX });
                 }
-                let (debit_after, credit_after) = self.check_move(debit, credit, amount)?;
-                let (debit_after, credit_after) = (
-                    Balances { debits_pending: debit_after.debits_pending + amount.0, ..debit_after },
-                    Balances { credits_pending: credit_after.credits_pending + amount.0, ..credit_after },
-                );
-                let expires_at_ms = now_ms.saturating_add(timeout_ms);
-                let transfer = self.commit(debit, debit_after, credit, credit_after, |id| Transfer {
-                    id,
-                    kind: TransferKind::Pending,
-                    debit,
-                    credit,
-                    amount,
-                    pending_id: None,
-                    expires_at_ms: Some(expires_at_ms),
-                    created_at_ms: now_ms,
-                });
-                self.restore_hold(Hold { id: transfer.id, debit, credit, amount: amount.0, expires_at_ms });
-                Ok(transfer)
+                self.place_hold(debit, credit, amount, now_ms.saturating_add(timeout_ms), now_ms)
+            }
+            LedgerOp::Lock { debit, credit, amount } => {
+                self.place_hold(debit, credit, amount, LOCK_EXPIRES_AT_MS, now_ms)
             }
             LedgerOp::Post { hold, amount } => {
                 let pending = self.live_hold(hold, now_ms)?;
@@ -352,6 +349,33 @@ impl LedgerState {
                 Ok(self.resolve(pending, TransferKind::VoidPending, pending.amount, now_ms))
             }
         }
+    }
+
+    fn place_hold(
+        &mut self,
+        debit: AccountId,
+        credit: AccountId,
+        amount: Amount,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<Transfer, LedgerError> {
+        let (debit_after, credit_after) = self.check_move(debit, credit, amount)?;
+        let (debit_after, credit_after) = (
+            Balances { debits_pending: debit_after.debits_pending + amount.0, ..debit_after },
+            Balances { credits_pending: credit_after.credits_pending + amount.0, ..credit_after },
+        );
+        let transfer = self.commit(debit, debit_after, credit, credit_after, |id| Transfer {
+            id,
+            kind: TransferKind::Pending,
+            debit,
+            credit,
+            amount,
+            pending_id: None,
+            expires_at_ms: Some(expires_at_ms),
+            created_at_ms: now_ms,
+        });
+        self.restore_hold(Hold { id: transfer.id, debit, credit, amount: amount.0, expires_at_ms });
+        Ok(transfer)
     }
 
     /// Releases every hold whose timeout has passed at `now_ms`.

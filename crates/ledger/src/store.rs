@@ -10,7 +10,11 @@
 use tributary_core::registry::{
     Account, AccountKind, Contribution, ContributionStatus, Datanet, Model, ModelSpec,
 };
+use tributary_core::rules::DatanetRules;
 use tributary_core::{AccountId, Amount, ContributionId, DatanetId, EvmAddress, ModelId, TransferId};
+use tributary_validation::containment::Containment;
+use tributary_validation::minhash::Signature;
+use tributary_validation::quality::Quality;
 
 use crate::state::{LedgerError, Totals, Transfer};
 
@@ -37,11 +41,58 @@ pub enum Command {
         name: String,
         description: String,
         license: String,
+        rules: DatanetRules,
     },
+    /// Replaces a datanet's validation rules; only its owner may.
+    SetDatanetRules {
+        caller: AccountId,
+        datanet: DatanetId,
+        rules: DatanetRules,
+    },
+    /// Adds a contribution through the pipeline (limits, exact and near duplicates, containment,
+    /// quality, policy; see `tributary_validation`), holding the datanet's bond. `screening` carries
+    /// what can be measured outside the writer (hashes, signature, quality, containment over the
+    /// index); without it the writer measures everything but containment.
     AddContribution {
         datanet: DatanetId,
         contributor: AccountId,
         contribution: NewContribution,
+        screening: Option<Box<Screening>>,
+    },
+    /// Adds `amount` to the validator's stake in a datanet: a lock (a hold that never expires) on
+    /// the validator's own balance, credited to the datanet's pool if it is ever slashed.
+    Stake {
+        validator: AccountId,
+        datanet: DatanetId,
+        amount: Amount,
+    },
+    /// Releases the validator's whole stake, unless approvals still inside the dispute window or
+    /// under dispute bind it.
+    Unstake {
+        validator: AccountId,
+        datanet: DatanetId,
+    },
+    /// A validator's review of a pending or flagged contribution; one per validator.
+    Vote {
+        validator: AccountId,
+        contribution: ContributionId,
+        approve: bool,
+        reason: String,
+    },
+    /// Disputes an accepted contribution with evidence: an earlier contribution it copies, or (from
+    /// a validator of its datanet) a reasoned claim.
+    OpenDispute {
+        disputer: AccountId,
+        contribution: ContributionId,
+        evidence: Option<ContributionId>,
+        claim: String,
+    },
+    /// A validator's vote on an open dispute; one per validator. A datanet without stake lets its
+    /// owner decide.
+    DisputeVote {
+        validator: AccountId,
+        dispute: u64,
+        uphold: bool,
     },
     CreateModel {
         owner: AccountId,
@@ -230,6 +281,121 @@ pub struct NewContribution {
     pub source: Option<String>,
 }
 
+/// What the pipeline measures of a text before the writer decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Screening {
+    pub normalized_hash: [u8; 32],
+    /// Bytes and words of the normal form.
+    pub normalized_bytes: usize,
+    pub words: usize,
+    pub signature: Signature,
+    pub quality: Quality,
+    /// Long spans copied from other contributors' accepted text; `None` when not measured.
+    pub containment: Option<Containment>,
+}
+
+impl Screening {
+    /// Everything but containment (which needs the datanet's index).
+    pub fn measure(text: &str) -> Screening {
+        let normalized = tributary_validation::normalize(text);
+        let shingles = tributary_validation::minhash::shingle_hashes(&normalized);
+        Screening {
+            normalized_hash: tributary_validation::content_hash(&normalized),
+            normalized_bytes: normalized.len(),
+            words: tributary_validation::text::words(&normalized).count(),
+            signature: tributary_validation::minhash::signature_of_shingles(&shingles),
+            quality: tributary_validation::quality::measure(&normalized, &shingles),
+            containment: None,
+        }
+    }
+}
+
+/// A validator's stake in a datanet.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StakeRecord {
+    pub datanet: DatanetId,
+    pub validator: AccountId,
+    pub amount: Amount,
+    /// The lock holding it.
+    pub hold: TransferId,
+    pub created_at_ms: u64,
+}
+
+/// A validator's review vote on a contribution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteRecord {
+    pub validator: AccountId,
+    pub approve: bool,
+    /// The validator's stake when they voted.
+    pub stake: Amount,
+    pub reason: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    Open,
+    Upheld,
+    Dismissed,
+}
+
+impl DisputeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisputeStatus::Open => "open",
+            DisputeStatus::Upheld => "upheld",
+            DisputeStatus::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DisputeStatus> {
+        [DisputeStatus::Open, DisputeStatus::Upheld, DisputeStatus::Dismissed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// One amount taken when a dispute was upheld.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlashLine {
+    pub account: AccountId,
+    /// bond or stake.
+    pub role: String,
+    pub amount: Amount,
+}
+
+/// What an upheld dispute moved.
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DisputeResolution {
+    pub slashed: Vec<SlashLine>,
+    pub to_disputer: Amount,
+    pub to_pool: Amount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisputeVoteRecord {
+    pub validator: AccountId,
+    pub uphold: bool,
+    pub stake: Amount,
+    pub created_at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisputeRecord {
+    pub id: u64,
+    pub contribution: ContributionId,
+    pub datanet: DatanetId,
+    pub disputer: AccountId,
+    pub evidence: Option<ContributionId>,
+    pub claim: String,
+    pub status: DisputeStatus,
+    pub resolution: Option<DisputeResolution>,
+    pub votes: Vec<DisputeVoteRecord>,
+    pub created_at_ms: u64,
+    pub decided_at_ms: Option<u64>,
+}
+
 /// Each request's own result, in order; the outer error means nothing in the batch was applied.
 pub type BatchResult = Result<Vec<Result<Outcome, StoreError>>, StoreError>;
 
@@ -262,12 +428,32 @@ pub enum Outcome {
     AccountCreated(AccountId),
     PayoutAddressSet(AccountId),
     DatanetCreated(DatanetId),
-    ContributionAdded { id: ContributionId, status: ContributionStatusCode, reason: Option<String> },
+    ContributionAdded {
+        id: ContributionId,
+        status: ContributionStatusCode,
+        reason: Option<String>,
+    },
     ModelCreated(ModelId),
     Transfer(Transfer),
     InferenceSettled(ReceiptRecord),
     EpochClosed(EpochRecord),
     EpochPublicationRecorded(u64),
+    RulesSet(DatanetId),
+    Staked(StakeRecord),
+    Unstaked(StakeRecord),
+    /// A review vote; `status` is the contribution's status after it.
+    Voted {
+        contribution: ContributionId,
+        datanet: DatanetId,
+        status: ContributionStatusCode,
+    },
+    DisputeOpened(u64),
+    /// A dispute vote; `status` is the dispute's status after it.
+    DisputeVoted {
+        dispute: u64,
+        datanet: DatanetId,
+        status: DisputeStatus,
+    },
 }
 
 /// A [`ContributionStatus`] that can be stored with an outcome.
@@ -349,6 +535,9 @@ pub enum StoreError {
     Forbidden(String),
     #[error("{0}")]
     Invalid(String),
+    /// The request is valid but conflicts with the current state (already voted, not open, …).
+    #[error("{0}")]
+    Conflict(String),
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),
     #[error("the node is overloaded; retry shortly")]
@@ -412,6 +601,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many accepted contributions of a datanet have ids above `after`.
     async fn count_accepted_after(&self, datanet: DatanetId, after: u64) -> Result<u64, StoreError>;
     async fn models(&self) -> Result<Vec<Model>, StoreError>;
+    /// The validators' stakes in a datanet, by validator id.
+    async fn stakes(&self, datanet: DatanetId) -> Result<Vec<StakeRecord>, StoreError>;
+    /// The review votes on a contribution, in the order cast.
+    async fn contribution_votes(&self, contribution: ContributionId) -> Result<Vec<VoteRecord>, StoreError>;
+    async fn dispute(&self, id: u64) -> Result<Option<DisputeRecord>, StoreError>;
     async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
     async fn receipt(&self, id: u64) -> Result<Option<ReceiptRecord>, StoreError>;
     /// An account's earnings from paid inferences: totals, and lines for receipts below `before`

@@ -217,6 +217,7 @@ async fn registry_records_datanets_contributions_and_models() {
                 name: "psalms".into(),
                 description: "d".into(),
                 license: "CC0".into(),
+                rules: Default::default(),
             }
             .into(),
         )
@@ -231,6 +232,7 @@ async fn registry_records_datanets_contributions_and_models() {
                 datanet,
                 contributor: alice,
                 contribution: NewContribution { title: "23".into(), text: text.into(), source: None },
+                screening: None,
             }
             .into(),
         )
@@ -248,6 +250,7 @@ async fn registry_records_datanets_contributions_and_models() {
                 datanet: DatanetId(99),
                 contributor: alice,
                 contribution: NewContribution { title: "x".into(), text: "x".into(), source: None },
+                screening: None,
             }
             .into(),
         )

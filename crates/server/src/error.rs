@@ -89,6 +89,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             StoreError::Forbidden(_) => ApiError::forbidden(message),
             StoreError::Invalid(_) => ApiError::bad_request("invalid_request", message),
+            StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::IdempotencyConflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "idempotency_key_reused", message)
             }

@@ -57,6 +57,9 @@ pub struct IndexManager {
     /// One build at a time: builds are CPU-bound and the machine is small.
     build: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
+    /// Datanets whose accepted set changed other than by new contributions (a review accepted an
+    /// older one, an upheld dispute removed one): rebuilt whole on the next refresh.
+    stale: std::sync::Mutex<std::collections::HashSet<DatanetId>>,
 }
 
 impl std::fmt::Debug for IndexManager {
@@ -86,6 +89,18 @@ impl IndexManager {
                 Err(error) => return Err(IndexingError::Task(error.to_string())),
             }
         }
+        // A review or a dispute may have changed which contributions are accepted below what an
+        // index holds, and the node may have stopped before rebuilding it: an index that does not
+        // hold exactly as many contributions as are accepted up to its last one is rebuilt.
+        let mut stale = std::collections::HashSet::new();
+        for (datanet, set) in &sets {
+            let accepted = store.count_accepted_after(*datanet, 0).await?;
+            let beyond = store.count_accepted_after(*datanet, set.indexed_through).await?;
+            if accepted - beyond.min(accepted) != set.contributions {
+                tracing::warn!(%datanet, "index out of step with accepted contributions; rebuilding it");
+                stale.insert(*datanet);
+            }
+        }
         Ok(Arc::new(IndexManager {
             root: root.to_owned(),
             _lock: lock,
@@ -93,6 +108,7 @@ impl IndexManager {
             sets: RwLock::new(sets),
             build: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
+            stale: std::sync::Mutex::new(stale),
         }))
     }
 
@@ -115,6 +131,13 @@ impl IndexManager {
     /// Tells the background loop that contributions were added.
     pub fn notify(&self) {
         self.wake.notify_one();
+    }
+
+    /// Marks a datanet for a full rebuild: its accepted contributions changed other than by
+    /// appending (see `stale`).
+    pub fn invalidate(&self, datanet: DatanetId) {
+        self.stale.lock().expect("stale lock").insert(datanet);
+        self.notify();
     }
 
     /// The current segment set of a datanet (empty if it has none yet).
@@ -155,6 +178,23 @@ impl IndexManager {
     /// Brings a datanet's index up to date with its accepted contributions, and returns when done.
     pub async fn refresh(&self, datanet: DatanetId) -> Result<Arc<SegmentSet>, IndexingError> {
         let _build = self.build.lock().await;
+        if self.stale.lock().expect("stale lock").remove(&datanet) {
+            let rebuilt = match self.rebuild_segments(datanet).await {
+                Ok(segments) => segments,
+                Err(error) => {
+                    self.stale.lock().expect("stale lock").insert(datanet);
+                    return Err(error);
+                }
+            };
+            let set = set_of(rebuilt);
+            let committed = set.segments.clone();
+            let dir = datanet_dir(&self.root, datanet);
+            tokio::task::spawn_blocking(move || segment_store::commit(&dir, &committed))
+                .await
+                .map_err(|e| IndexingError::Task(e.to_string()))??;
+            tracing::info!(%datanet, contributions = set.contributions, "index rebuilt after a status change");
+            self.sets.write().expect("index sets lock").insert(datanet, Arc::new(set));
+        }
         loop {
             let current = self.set(datanet);
             let new = self

@@ -293,6 +293,7 @@ async fn run_paid(
             .collect(),
     };
     let lines = split_inference(charged, &model.spec.split, &payees).map_err(ApiError::internal)?;
+    let lines = share_validators_part(state, lines, &generation.attribution.contributions).await?;
     let splits: Vec<SplitWireLine> = lines
         .iter()
         .map(|l| SplitWireLine { account: l.payee, role: l.role.as_str().to_owned(), amount: l.amount })
@@ -825,4 +826,54 @@ pub async fn completions(
         "tributary": billed.extension,
     });
     Ok(with_receipt_header(body, billed.receipt_id, started, billed.model_micros))
+}
+
+/// Replaces the validators' line of a split with the validators of the attributed datanets, pro
+/// rata to stake within each datanet, the datanets weighted by their attributed shares; a datanet
+/// without stake leaves its part to the node's validators pool (`tributary_validation::votes`).
+/// The lines still add up to the fee exactly.
+async fn share_validators_part(
+    state: &AppState,
+    mut lines: Vec<tributary_core::money::SplitLine<AccountId>>,
+    shares: &[tributary_attribution::ContributionShare],
+) -> ApiResult<Vec<tributary_core::money::SplitLine<AccountId>>> {
+    use tributary_core::money::{SplitLine, SplitRole};
+    use tributary_validation::votes::{DatanetValidators, validators_split};
+    let Some(position) = lines.iter().position(|l| l.role == SplitRole::Validators) else { return Ok(lines) };
+    let mut by_datanet: std::collections::BTreeMap<u64, f64> = Default::default();
+    for share in shares {
+        *by_datanet.entry(share.datanet).or_default() += share.share;
+    }
+    if by_datanet.is_empty() {
+        return Ok(lines);
+    }
+    let mut datanets = Vec::with_capacity(by_datanet.len());
+    for (datanet, share) in by_datanet {
+        let stakes = state.store().stakes(tributary_core::DatanetId(datanet)).await?;
+        datanets.push(DatanetValidators {
+            weight: (share * SHARE_SCALE).round() as u64,
+            stakes: stakes.iter().map(|s| (s.validator, s.amount.0)).collect(),
+        });
+    }
+    let total: u128 = lines.iter().map(|l| l.amount.0).sum();
+    let pool_line = lines.remove(position);
+    let (paid, pool) = validators_split(pool_line.amount, &datanets).map_err(ApiError::internal)?;
+    let mut merged: std::collections::BTreeMap<AccountId, u128> = Default::default();
+    for (validator, amount) in paid {
+        *merged.entry(validator).or_default() += amount.0;
+    }
+    let mut replacement: Vec<SplitLine<AccountId>> = merged
+        .into_iter()
+        .map(|(payee, amount)| SplitLine { payee, role: SplitRole::Validators, amount: Amount(amount) })
+        .collect();
+    if !pool.is_zero() {
+        replacement.push(SplitLine { payee: pool_line.payee, role: SplitRole::Validators, amount: pool });
+    }
+    lines.splice(position..position, replacement);
+    assert_eq!(
+        lines.iter().map(|l| l.amount.0).sum::<u128>(),
+        total,
+        "the validators' lines conserve the fee"
+    );
+    Ok(lines)
 }

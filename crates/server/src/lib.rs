@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod routes;
 pub mod settlement;
 pub mod signing;
+pub mod validators;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -295,6 +296,14 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(routes::add_contribution))
         .routes(routes!(routes::add_contributions_batch))
         .routes(routes!(routes::get_contribution))
+        .routes(routes!(validators::set_rules))
+        .routes(routes!(validators::stake))
+        .routes(routes!(validators::unstake))
+        .routes(routes!(validators::list_validators))
+        .routes(routes!(validators::vote))
+        .routes(routes!(validators::open_dispute))
+        .routes(routes!(validators::get_dispute))
+        .routes(routes!(validators::dispute_vote))
         .routes(routes!(routes::create_model, routes::list_models))
         .routes(routes!(routes::get_model))
         .routes(routes!(routes::ledger))

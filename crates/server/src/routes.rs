@@ -304,12 +304,17 @@ pub async fn create_datanet(
     check_text("name", &body.name, limits::NAME_BYTES_MAX, true)?;
     check_text("description", &body.description, limits::DESCRIPTION_BYTES_MAX, false)?;
     check_text("license", &body.license, limits::NAME_BYTES_MAX, true)?;
+    let rules = match &body.rules {
+        Some(rules) => rules.to_rules().map_err(|m| ApiError::bad_request("invalid_rules", m))?,
+        None => Default::default(),
+    };
     let key = idempotency.for_request(caller.account, "POST /v1/datanets", &body);
     let command = Command::CreateDatanet {
         owner: caller.account,
         name: body.name,
         description: body.description,
         license: body.license,
+        rules,
     };
     match state.store().execute(Request { command, idempotency: key }).await? {
         Outcome::DatanetCreated(id) => Ok(created(id)),
@@ -410,21 +415,13 @@ pub async fn attribution(
     Ok(Json(result.into()))
 }
 
-fn contribution_command(
-    caller: &Caller,
-    datanet: DatanetId,
-    item: ContributionRequest,
-) -> ApiResult<Command> {
+fn checked_contribution(item: ContributionRequest) -> ApiResult<NewContribution> {
     check_text("title", &item.title, limits::TITLE_BYTES_MAX, true)?;
     check_text("text", &item.text, limits::CONTRIBUTION_TEXT_BYTES_MAX, true)?;
     if let Some(source) = &item.source {
         check_text("source", source, limits::SOURCE_BYTES_MAX, false)?;
     }
-    Ok(Command::AddContribution {
-        datanet,
-        contributor: caller.account,
-        contribution: NewContribution { title: item.title, text: item.text, source: item.source },
-    })
+    Ok(NewContribution { title: item.title, text: item.text, source: item.source })
 }
 
 fn contribution_outcome(outcome: Outcome) -> ApiResult<ContributionOutcome> {
@@ -452,7 +449,11 @@ pub async fn add_contribution(
     let datanet: DatanetId = parse_id(&id)?;
     let key =
         idempotency.for_request(caller.account, &format!("POST /v1/datanets/{datanet}/contributions"), &body);
-    let command = contribution_command(&caller, datanet, body)?;
+    let contribution = checked_contribution(body)?;
+    let command = crate::validators::screened_commands(&state, datanet, caller.account, vec![contribution])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("one command per contribution"))?;
     let outcome = state.store().execute(Request { command, idempotency: key }).await?;
     state.index().notify();
     Ok((StatusCode::CREATED, Json(contribution_outcome(outcome)?)))
@@ -480,19 +481,25 @@ pub async fn add_contributions_batch(
         return Err(ApiError::not_found("datanet", datanet));
     }
     let mut results: Vec<Option<BatchItemOutcome>> = Vec::with_capacity(items.len());
-    let mut requests = Vec::new();
+    let mut contributions = Vec::new();
     let mut positions = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        match contribution_command(&caller, datanet, item) {
-            Ok(command) => {
+        match checked_contribution(item) {
+            Ok(contribution) => {
                 positions.push(index);
-                requests.push(Request::from(command));
+                contributions.push(contribution);
                 results.push(None);
             }
             Err(error) => results.push(Some(failed_item(index, error))),
         }
     }
-    if !requests.is_empty() {
+    if !contributions.is_empty() {
+        let requests: Vec<Request> =
+            crate::validators::screened_commands(&state, datanet, caller.account, contributions)
+                .await?
+                .into_iter()
+                .map(Request::from)
+                .collect();
         let outcomes = state.store().execute_batch(requests).await?;
         for (index, outcome) in positions.into_iter().zip(outcomes) {
             results[index] = Some(match outcome.map_err(ApiError::from).and_then(contribution_outcome) {
@@ -532,7 +539,19 @@ pub async fn get_contribution(
     let id: ContributionId = parse_id(&id)?;
     let contribution =
         state.store().contribution(id).await?.ok_or_else(|| ApiError::not_found("contribution", id))?;
-    Ok(Json(contribution.into()))
+    let votes = state.store().contribution_votes(id).await?;
+    let mut response = ContributionResponse::from(contribution);
+    response.votes = votes
+        .into_iter()
+        .map(|v| VoteWire {
+            validator: v.validator,
+            approve: v.approve,
+            stake: v.stake,
+            reason: v.reason,
+            created_at_ms: v.created_at_ms,
+        })
+        .collect();
+    Ok(Json(response))
 }
 
 /// Register a model over datanets; you become its owner.

@@ -155,6 +155,9 @@ pub struct CreateDatanetRequest {
     pub description: String,
     /// The licence contributors grant, e.g. an SPDX identifier such as "CC-BY-4.0".
     pub license: String,
+    /// Validation rules; defaults when absent.
+    #[serde(default)]
+    pub rules: Option<RulesWire>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
@@ -183,6 +186,7 @@ pub struct DatanetResponse {
     pub contributions_indexed: u64,
     /// Accepted contributions not in the index yet (they are added within moments).
     pub contributions_pending: u64,
+    pub rules: RulesWire,
 }
 
 impl DatanetResponse {
@@ -199,6 +203,7 @@ impl DatanetResponse {
             pool_account: d.pool_account,
             contributions: d.contributions,
             created_at_ms: d.created_at_ms,
+            rules: d.rules.into(),
         }
     }
 }
@@ -341,6 +346,10 @@ pub struct ContributionResponse {
     pub status: String,
     pub reason: Option<String>,
     pub created_at_ms: u64,
+    /// Each pipeline stage's outcome, and what it found.
+    pub findings: FindingsWire,
+    /// Validators' review votes.
+    pub votes: Vec<VoteWire>,
 }
 
 impl From<Contribution> for ContributionResponse {
@@ -356,6 +365,8 @@ impl From<Contribution> for ContributionResponse {
             status: c.status.as_str().to_owned(),
             reason: c.reason,
             created_at_ms: c.created_at_ms,
+            findings: c.findings.into(),
+            votes: Vec::new(),
         }
     }
 }
@@ -514,4 +525,315 @@ pub struct LedgerResponse {
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct HealthResponse {
     pub status: String,
+}
+
+/// A datanet's validation rules (see ARCHITECTURE.md, "Contribution pipeline"). Every field is
+/// optional on input and takes its default.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesWire {
+    /// Shortest text, in bytes after normalisation (default 1).
+    pub min_bytes: u32,
+    /// Longest text, in bytes (default and ceiling 1048576).
+    pub max_bytes: u32,
+    /// Fewest words (default 1).
+    pub min_words: u32,
+    /// Near-duplicate threshold: estimated Jaccard of word 5-gram shingles, 0 to 1 (default 0.8).
+    pub near_duplicate_threshold: f64,
+    /// Share of words in long spans copied from other contributors at which a text is rejected
+    /// (default 0.5).
+    pub containment_threshold: f64,
+    /// Shortest copied span that counts, in words (default 12).
+    pub containment_span_words: u32,
+    /// Repeated 5-gram share at which a text is flagged (default 0.5).
+    pub repetition_max: f64,
+    /// Symbol share at which a text is flagged (default 0.3).
+    pub symbol_max: f64,
+    /// auto (accept what passes) or review (validators decide).
+    pub policy: String,
+    /// Approvals needed under review (default 1).
+    pub approvals_required: u32,
+    /// Bond per contribution, smallest units (default "0").
+    #[schema(value_type = String)]
+    pub bond: Amount,
+    /// How long a bond is held, ms (default 3600000, at most one day).
+    pub dispute_window_ms: u64,
+}
+
+fn ratio_to_bps(name: &str, ratio: f64) -> Result<u32, String> {
+    if !(ratio.is_finite() && ratio > 0.0 && ratio <= 1.0) {
+        return Err(format!("{name} must be greater than 0 and at most 1"));
+    }
+    Ok((ratio * 10_000.0).round() as u32)
+}
+
+impl Default for RulesWire {
+    fn default() -> Self {
+        tributary_core::rules::DatanetRules::default().into()
+    }
+}
+
+impl From<tributary_core::rules::DatanetRules> for RulesWire {
+    fn from(r: tributary_core::rules::DatanetRules) -> Self {
+        RulesWire {
+            min_bytes: r.min_bytes,
+            max_bytes: r.max_bytes,
+            min_words: r.min_words,
+            near_duplicate_threshold: f64::from(r.near_duplicate_bps) / 1e4,
+            containment_threshold: f64::from(r.containment_bps) / 1e4,
+            containment_span_words: r.containment_span_words,
+            repetition_max: f64::from(r.repetition_max_bps) / 1e4,
+            symbol_max: f64::from(r.symbol_max_bps) / 1e4,
+            policy: match r.policy {
+                tributary_core::rules::AcceptancePolicy::Auto => "auto".into(),
+                tributary_core::rules::AcceptancePolicy::Review => "review".into(),
+            },
+            approvals_required: r.approvals_required,
+            bond: r.bond,
+            dispute_window_ms: r.dispute_window_ms,
+        }
+    }
+}
+
+impl RulesWire {
+    /// The domain rules, checked; the error says what to fix.
+    pub fn to_rules(&self) -> Result<tributary_core::rules::DatanetRules, String> {
+        let rules = tributary_core::rules::DatanetRules {
+            min_bytes: self.min_bytes,
+            max_bytes: self.max_bytes,
+            min_words: self.min_words,
+            near_duplicate_bps: ratio_to_bps("near_duplicate_threshold", self.near_duplicate_threshold)?,
+            containment_bps: ratio_to_bps("containment_threshold", self.containment_threshold)?,
+            containment_span_words: self.containment_span_words,
+            repetition_max_bps: ratio_to_bps("repetition_max", self.repetition_max)?,
+            symbol_max_bps: ratio_to_bps("symbol_max", self.symbol_max)?,
+            policy: match self.policy.as_str() {
+                "auto" => tributary_core::rules::AcceptancePolicy::Auto,
+                "review" => tributary_core::rules::AcceptancePolicy::Review,
+                other => return Err(format!("policy must be auto or review, not {other:?}")),
+            },
+            approvals_required: self.approvals_required,
+            bond: self.bond,
+            dispute_window_ms: self.dispute_window_ms,
+        };
+        rules.validate()?;
+        Ok(rules)
+    }
+}
+
+/// What the pipeline found about a contribution, stage by stage.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct FindingsWire {
+    pub stages: Vec<StageWire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_duplicate_of: Option<String>,
+    /// Estimated Jaccard similarity to `near_duplicate_of`, 0 to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
+    /// Contributions of other contributors the text was copied from.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub copied_from: Vec<String>,
+    /// Share of words in spans copied from other contributors, 0 to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contained: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repetition: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct StageWire {
+    pub stage: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl From<tributary_core::rules::Findings> for FindingsWire {
+    fn from(f: tributary_core::rules::Findings) -> Self {
+        let ratio = |bps: Option<u32>| bps.map(|b| f64::from(b) / 1e4);
+        FindingsWire {
+            stages: f
+                .stages
+                .into_iter()
+                .map(|s| StageWire { stage: s.stage, outcome: s.outcome, detail: s.detail })
+                .collect(),
+            duplicate_of: f.duplicate_of.map(|id| id.to_string()),
+            near_duplicate_of: f.near_duplicate_of.map(|id| id.to_string()),
+            similarity: ratio(f.similarity_bps),
+            copied_from: f.copied_from.iter().map(ToString::to_string).collect(),
+            contained: ratio(f.contained_bps),
+            repetition: ratio(f.repetition_bps),
+            symbols: ratio(f.symbol_bps),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct VoteWire {
+    #[schema(value_type = String)]
+    pub validator: AccountId,
+    pub approve: bool,
+    #[schema(value_type = String)]
+    pub stake: Amount,
+    pub reason: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct StakeRequest {
+    /// Smallest units to add to your stake (locked on your balance).
+    #[schema(value_type = String)]
+    pub amount: Amount,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct StakeResponse {
+    #[schema(value_type = String)]
+    pub datanet: DatanetId,
+    #[schema(value_type = String)]
+    pub validator: AccountId,
+    #[schema(value_type = String)]
+    pub amount: Amount,
+    /// The lock (a hold that never expires) holding the stake.
+    #[schema(value_type = String)]
+    pub hold: TransferId,
+    pub created_at_ms: u64,
+}
+
+impl From<tributary_ledger::store::StakeRecord> for StakeResponse {
+    fn from(s: tributary_ledger::store::StakeRecord) -> Self {
+        StakeResponse {
+            datanet: s.datanet,
+            validator: s.validator,
+            amount: s.amount,
+            hold: s.hold,
+            created_at_ms: s.created_at_ms,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct ValidatorList {
+    pub data: Vec<StakeResponse>,
+    /// Sum of the stakes.
+    #[schema(value_type = String)]
+    pub total_stake: Amount,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct VoteRequest {
+    /// true to approve, false to reject.
+    pub approve: bool,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct VoteResponse {
+    pub contribution: String,
+    /// The contribution's status after the vote.
+    pub status: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDisputeRequest {
+    /// The contribution disputed (it must be accepted).
+    pub contribution: String,
+    /// An earlier contribution it copies.
+    #[serde(default)]
+    pub evidence: Option<String>,
+    /// Why; required (at least 10 bytes) when there is no evidence, and then only from a validator.
+    #[serde(default)]
+    pub claim: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeVoteRequest {
+    /// true to uphold the dispute (the contribution copied or is junk), false to dismiss it.
+    pub uphold: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct DisputeVoteWire {
+    #[schema(value_type = String)]
+    pub validator: AccountId,
+    pub uphold: bool,
+    #[schema(value_type = String)]
+    pub stake: Amount,
+    pub created_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct SlashWire {
+    #[schema(value_type = String)]
+    pub account: AccountId,
+    /// bond or stake.
+    pub role: String,
+    #[schema(value_type = String)]
+    pub amount: Amount,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct DisputeResponse {
+    pub id: String,
+    pub contribution: String,
+    #[schema(value_type = String)]
+    pub datanet: DatanetId,
+    #[schema(value_type = String)]
+    pub disputer: AccountId,
+    pub evidence: Option<String>,
+    pub claim: String,
+    /// open, upheld or dismissed.
+    pub status: String,
+    pub votes: Vec<DisputeVoteWire>,
+    /// What was slashed when upheld.
+    pub slashed: Vec<SlashWire>,
+    #[schema(value_type = String)]
+    pub to_disputer: Amount,
+    #[schema(value_type = String)]
+    pub to_pool: Amount,
+    pub created_at_ms: u64,
+    pub decided_at_ms: Option<u64>,
+}
+
+impl From<tributary_ledger::store::DisputeRecord> for DisputeResponse {
+    fn from(d: tributary_ledger::store::DisputeRecord) -> Self {
+        let resolution = d.resolution.unwrap_or_default();
+        DisputeResponse {
+            id: format!("dsp_{}", d.id),
+            contribution: d.contribution.to_string(),
+            datanet: d.datanet,
+            disputer: d.disputer,
+            evidence: d.evidence.map(|e| e.to_string()),
+            claim: d.claim,
+            status: d.status.as_str().to_owned(),
+            votes: d
+                .votes
+                .into_iter()
+                .map(|v| DisputeVoteWire {
+                    validator: v.validator,
+                    uphold: v.uphold,
+                    stake: v.stake,
+                    created_at_ms: v.created_at_ms,
+                })
+                .collect(),
+            slashed: resolution
+                .slashed
+                .into_iter()
+                .map(|l| SlashWire { account: l.account, role: l.role, amount: l.amount })
+                .collect(),
+            to_disputer: resolution.to_disputer,
+            to_pool: resolution.to_pool,
+            created_at_ms: d.created_at_ms,
+            decided_at_ms: d.decided_at_ms,
+        }
+    }
 }

@@ -100,11 +100,17 @@ impl Corpus {
     }
 
     pub fn document(&self, index: usize) -> String {
+        self.document_of(index, 1000)
+    }
+
+    /// Document `index` with `words` words (a different seed space from [`Corpus::document`]'s
+    /// only in length: the first words are the same).
+    pub fn document_of(&self, index: usize, words: usize) -> String {
         let mut rng = Rng((0x9e37_79b9_7f4a_7c15 ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)) | 1);
-        let mut text = String::with_capacity(7_000);
+        let mut text = String::with_capacity(words * 7);
         let mut in_sentence = 0;
         let mut sentence_len = 8 + rng.below(23);
-        for _ in 0..1000 {
+        for _ in 0..words {
             if in_sentence > 0 {
                 text.push(' ');
             }

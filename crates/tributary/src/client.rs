@@ -53,6 +53,10 @@ impl Client {
         self.send(Method::POST, path, Some(body), idempotency_key).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(Method::PUT, path, Some(body), None).await
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.send(Method::PATCH, path, Some(body), None).await
     }
