@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use tributary_core::{AccountId, Amount, EvmAddress};
-use tributary_ledger::store::{Command, EpochRecord, Outcome};
+use tributary_ledger::store::{Command, EpochRecord, Outcome, Request};
 use tributary_settlement::chain::Distributor;
 use tributary_settlement::tree::{StandardTree, receipt_leaf};
 use tributary_settlement::{PayoutTree, hex32};
@@ -15,7 +15,7 @@ use tributary_settlement::{PayoutTree, hex32};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Caller, OptionalCaller};
+use crate::extract::{Caller, IdempotencyHeader, OptionalCaller};
 use crate::routes::{ListQuery, list_limit, parse_id, visible_receipt};
 
 /// Where roots are published, when the node has a chain configured.
@@ -219,20 +219,35 @@ pub async fn publish_pending(state: &AppState) -> ApiResult<Option<EpochRecord>>
 
 /// Closes the current epoch (operator): pays out what every account earned since the last epoch
 /// to its payout address, builds the payout and receipts trees, and publishes the payout root on
-/// chain when the node has one.
-#[utoipa::path(post, path = "/v1/epochs",
-    responses((status = 201, body = EpochResponse), (status = 403, body = ErrorBody)))]
+/// chain when the node has one. With an `Idempotency-Key`, a retry returns the epoch the first
+/// request closed (publishing it if that had not happened) instead of closing another.
+#[utoipa::path(post, path = "/v1/epochs", params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = EpochResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn close_epoch(
     State(state): State<AppState>,
     caller: Caller,
+    idempotency: IdempotencyHeader,
 ) -> ApiResult<(StatusCode, Json<EpochResponse>)> {
     caller.require_operator()?;
     let _closing = settlement(&state).closing.lock().await;
-    let record = match state.store().execute(Command::CloseEpoch { caller: caller.account }.into()).await? {
+    let request = Request {
+        command: Command::CloseEpoch { caller: caller.account },
+        idempotency: idempotency.for_request(caller.account, "POST /v1/epochs", &()),
+    };
+    let closed = match state.store().execute(request).await? {
         Outcome::EpochClosed(record) => record,
         other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     };
-    let record = publish(&state, record).await?;
+    // A retry's stored outcome predates publishing: read the epoch as it is now.
+    let record = state
+        .store()
+        .epoch(closed.epoch)
+        .await?
+        .ok_or_else(|| ApiError::internal("a closed epoch vanished"))?;
+    let record = match record.tx_hash {
+        Some(_) => record,
+        None => publish(&state, record).await?,
+    };
     Ok((StatusCode::CREATED, Json(EpochResponse::new(record, settlement(&state).chain()))))
 }
 

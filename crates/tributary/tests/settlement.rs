@@ -528,8 +528,26 @@ async fn epochs_close_on_the_embedded_default_and_guard_who_sees_what() {
     let (_, stranger) = account(node, "stranger").await;
     assert_eq!(node.call("GET", "/v1/receipts/rcpt_1/proof", Some(&stranger), None).await.0, 404);
 
+    // A close retried with its Idempotency-Key returns the same epoch instead of closing another;
+    // the same key for another request is a conflict.
+    let key = [("Idempotency-Key", "close-2")];
+    let (status, first) = node.call_with("POST", "/v1/epochs", Some(&node.operator_key), None, &key).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, retry) = node.call_with("POST", "/v1/epochs", Some(&node.operator_key), None, &key).await;
+    assert_eq!((status, &retry["epoch"]), (201, &first["epoch"]), "{retry}");
+    let (status, _) = node
+        .call_with(
+            "POST",
+            "/v1/deposits",
+            Some(&node.operator_key),
+            Some(json!({"account": m.carol.0, "amount": "1"})),
+            &key,
+        )
+        .await;
+    assert_eq!(status, 409, "a key reused for another request");
+    let epoch2 = first;
+
     // An epoch with no new earnings pays nothing and keeps the same tree.
-    let epoch2 = m.close_epoch().await;
     assert_eq!((epoch2["epoch"].clone(), epoch2["settled"].clone()), (json!(2), json!("0")));
     assert_eq!(
         (epoch2["root"].clone(), epoch2["total"].clone()),
