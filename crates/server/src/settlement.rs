@@ -32,6 +32,9 @@ pub struct Settlement {
     /// One epoch closes at a time, and its root is published before the next closes, so roots
     /// reach the contract in epoch order.
     closing: tokio::sync::Mutex<()>,
+    /// Tree builds and dumps (about a second each at 10^6 payees) run one at a time, so that
+    /// requests for many old epochs queue up instead of taking every core.
+    building: tokio::sync::Mutex<()>,
     payouts: Mutex<Option<(u64, Arc<PayoutTree>)>>,
     receipts: Mutex<Option<(u64, Arc<ReceiptsTree>)>>,
 }
@@ -331,6 +334,12 @@ async fn payout_tree(state: &AppState, record: &EpochRecord) -> ApiResult<Arc<Pa
     {
         return Ok(Arc::clone(tree));
     }
+    let _building = settlement(state).building.lock().await;
+    if let Some((epoch, tree)) = settlement(state).payouts.lock().expect("payouts lock").as_ref()
+        && *epoch == record.epoch
+    {
+        return Ok(Arc::clone(tree));
+    }
     let values = state.store().epoch_payouts(record.epoch).await?;
     let values = values.into_iter().map(|(address, amount)| (address, amount.0)).collect();
     let tree = tokio::task::spawn_blocking(move || PayoutTree::new(values))
@@ -403,6 +412,7 @@ pub async fn get_tree(
 ) -> ApiResult<Json<serde_json::Value>> {
     let record = epoch_record(&state, &epoch).await?;
     let tree = payout_tree(&state, &record).await?;
+    let _building = settlement(&state).building.lock().await;
     let dump = tokio::task::spawn_blocking(move || tree.dump()).await.map_err(ApiError::internal)?;
     Ok(Json(dump))
 }
@@ -436,6 +446,7 @@ pub async fn receipt_proof(
     let tree = match cached {
         Some(tree) => tree,
         None => {
+            let _building = settlement(&state).building.lock().await;
             let hashes = state.store().receipt_hashes(record.receipts_first, record.receipts_last).await?;
             let leaves = hashes.iter().map(|(id, hash)| receipt_leaf(*id, hash)).collect();
             let tree = tokio::task::spawn_blocking(move || StandardTree::new(leaves))
