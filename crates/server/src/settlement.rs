@@ -206,8 +206,13 @@ pub async fn publish_pending(state: &AppState) -> ApiResult<Option<EpochRecord>>
     }
     let (on_chain, root) = chain.distributor.current().await.map_err(ApiError::internal)?;
     if on_chain >= latest.epoch {
-        if Some(root) == latest.root {
-            tracing::info!(epoch = latest.epoch, "the latest epoch's root is on chain already");
+        if on_chain == latest.epoch && Some(root) == latest.root {
+            // Published before the node could record it: find the transaction and record it now.
+            let tx_hash = chain.distributor.root_set_tx(latest.epoch).await.map_err(ApiError::internal)?;
+            tracing::info!(epoch = latest.epoch, tx = ?tx_hash, "the latest epoch's root was on chain already");
+            let command = Command::RecordEpochPublication { epoch: latest.epoch, tx_hash, error: None };
+            state.store().execute(command.into()).await?;
+            return Ok(state.store().epoch(latest.epoch).await?);
         } else {
             tracing::warn!(
                 epoch = latest.epoch,

@@ -309,6 +309,19 @@ impl Distributor {
         self.wallet.mined(call.send().await.map_err(explain)?).await
     }
 
+    /// The transaction that set `epoch`'s root, found in the contract's `RootSet` events: how a
+    /// node that stopped between publishing and recording learns what it published.
+    pub async fn root_set_tx(&self, epoch: u64) -> Result<Option<String>, ChainError> {
+        use alloy::sol_types::SolEvent;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.contract)
+            .event_signature(CumulativeDistributor::RootSet::SIGNATURE_HASH)
+            .topic1(B256::from(U256::from(epoch)))
+            .from_block(0);
+        let logs = self.wallet.provider.get_logs(&filter).await.map_err(rpc)?;
+        Ok(logs.last().and_then(|log| log.transaction_hash).map(|hash| hash.to_string()))
+    }
+
     /// Hands the contract to another owner (owner only).
     pub async fn transfer_ownership(&self, new_owner: &EvmAddress) -> Result<Mined, ChainError> {
         let contract = self.contract();

@@ -392,6 +392,43 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     let (_, epoch5) = m.node.call("GET", "/v1/epochs/5", None, None).await;
     assert!(epoch5["tx_hash"].is_string(), "{epoch5}");
 
+    // A root that reached the chain without the node recording it (here: published by hand, as a
+    // node stopping between the two steps would leave it) is found in the contract's events.
+    operator.distributor(&contract).transfer_ownership(&payer.address()).await.expect("hand over");
+    m.infer(1).await;
+    let epoch6 = m.close_epoch().await;
+    assert!(epoch6["tx_hash"].is_null(), "{epoch6}");
+    chain.transfer_ownership(&operator.address()).await.expect("hand back");
+    let root6 = parse_hex32(epoch6["root"].as_str().expect("root")).expect("root");
+    let by_hand = operator.distributor(&contract).set_root(6, &root6).await.expect("published by hand");
+    let Market { node, bob, alice, erin, dave, carol } = m;
+    assert!(node.terminate().success());
+    let node = Node::start(
+        &data,
+        &[
+            "--chain-rpc",
+            &anvil.url,
+            "--chain-contract",
+            &contract.to_string(),
+            "--chain-key-file",
+            operator_key_file,
+        ],
+    );
+    let m = Market { node, bob, alice, erin, dave, carol };
+    let started = Instant::now();
+    loop {
+        let (_, epoch6) = m.node.call("GET", "/v1/epochs/6", None, None).await;
+        if epoch6["tx_hash"].is_string() {
+            assert_eq!(epoch6["tx_hash"], by_hand.tx_hash.as_str(), "{epoch6}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the restarted node recorded epoch 6's transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // OpenZeppelin's library loads our tree dump, gives the same root and accepts our proofs.
     let (status, dump) = m.node.call("GET", "/v1/epochs/3/tree", None, None).await;
     assert_eq!(status, 200, "{dump}");
