@@ -139,6 +139,10 @@ impl AppState {
         }
     }
 
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
     pub fn settlement(&self) -> &settlement::Settlement {
         &self.inner.settlement
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tributary_ledger::store::StoreStats;
@@ -15,6 +16,10 @@ const LATENCY_BUCKETS_SECONDS: [f64; 12] =
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    epochs_closed: AtomicU64,
+    epoch_latest: AtomicU64,
+    roots_published: AtomicU64,
+    roots_failed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -37,6 +42,19 @@ impl Metrics {
         }
         inner.latency_count += 1;
         inner.latency_sum_seconds += seconds;
+    }
+
+    /// An epoch this process closed; a retried close that returned an earlier epoch counts once.
+    pub fn epoch_closed(&self, epoch: u64) {
+        if self.epoch_latest.fetch_max(epoch, Ordering::Relaxed) < epoch {
+            self.epochs_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The outcome of publishing a root on chain.
+    pub fn root_published(&self, ok: bool) {
+        let counter = if ok { &self.roots_published } else { &self.roots_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, store: StoreStats) -> String {
@@ -74,8 +92,29 @@ impl Metrics {
                 "Time spent applying and committing batches.",
                 store.commit_micros_total,
             ),
+            (
+                "tributary_epochs_closed_total",
+                "Settlement epochs this process closed.",
+                self.epochs_closed.load(Ordering::Relaxed),
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tributary_epoch_latest The latest epoch this process closed.\n# TYPE tributary_epoch_latest gauge\ntributary_epoch_latest {}",
+            self.epoch_latest.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP tributary_epoch_root_publications_total Epoch roots sent to the chain, by outcome.\n",
+        );
+        out.push_str("# TYPE tributary_epoch_root_publications_total counter\n");
+        for (result, counter) in [("published", &self.roots_published), ("failed", &self.roots_failed)] {
+            let _ = writeln!(
+                out,
+                "tributary_epoch_root_publications_total{{result=\"{result}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
         }
         out
     }

@@ -176,7 +176,9 @@ async fn publish(state: &AppState, record: EpochRecord) -> ApiResult<EpochRecord
     let (Some(chain), Some(root)) = (settlement(state).chain(), record.root) else {
         return Ok(record);
     };
-    let (tx_hash, error) = match chain.distributor.set_root(record.epoch, &root).await {
+    let published = chain.distributor.set_root(record.epoch, &root).await;
+    state.metrics().root_published(published.is_ok());
+    let (tx_hash, error) = match published {
         Ok(mined) => {
             tracing::info!(epoch = record.epoch, tx = %mined.tx_hash, gas = mined.gas_used, "epoch root published");
             (Some(mined.tx_hash), None)
@@ -246,6 +248,7 @@ pub async fn close_epoch(
         Outcome::EpochClosed(record) => record,
         other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     };
+    state.metrics().epoch_closed(closed.epoch);
     // A retry's stored outcome predates publishing: read the epoch as it is now.
     let record = state
         .store()

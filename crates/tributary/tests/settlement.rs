@@ -359,6 +359,13 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     assert!(published["tx_hash"].is_string() && published["publish_error"].is_null(), "{published}");
     let root4 = parse_hex32(epoch4["root"].as_str().expect("root")).expect("root");
     assert_eq!(chain.current().await.expect("state"), (4, root4));
+    let metrics =
+        m.node.http.get(m.node.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(
+        metrics.contains("tributary_epoch_root_publications_total{result=\"published\"} 4\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tributary_epoch_root_publications_total{result=\"failed\"} 1\n"), "{metrics}");
     let (status, again) = m.node.call("POST", "/v1/epochs/4/publish", Some(&m.node.operator_key), None).await;
     assert_eq!((status, again["error"]["code"].as_str()), (409, Some("published")), "{again}");
 
@@ -384,13 +391,13 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     );
     let m = Market { node, bob, alice, erin, dave, carol };
     let root5 = parse_hex32(epoch5["root"].as_str().expect("root")).expect("root");
+    // Wait for the node to record the publication (it does so after the transaction is mined).
     let started = Instant::now();
-    while chain.current().await.expect("state") != (5, root5) {
+    while !m.node.call("GET", "/v1/epochs/5", None, None).await.1["tx_hash"].is_string() {
         assert!(started.elapsed() < Duration::from_secs(30), "the restarted node published epoch 5");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, epoch5) = m.node.call("GET", "/v1/epochs/5", None, None).await;
-    assert!(epoch5["tx_hash"].is_string(), "{epoch5}");
+    assert_eq!(chain.current().await.expect("state"), (5, root5));
 
     // A root that reached the chain without the node recording it (here: published by hand, as a
     // node stopping between the two steps would leave it) is found in the contract's events.
@@ -594,6 +601,10 @@ async fn epochs_close_on_the_embedded_default_and_guard_who_sees_what() {
     assert!(epoch2["receipts_root"].is_null());
     let (_, ledger) = node.call("GET", "/v1/ledger", Some(&node.operator_key), None).await;
     assert_eq!(ledger["balanced"], true, "{ledger}");
+    let metrics =
+        node.http.get(node.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("tributary_epochs_closed_total 2\n"), "a retried close counts once:\n{metrics}");
+    assert!(metrics.contains("tributary_epoch_latest 2\n"), "{metrics}");
     let listed = node.call("GET", "/v1/epochs", None, None).await.1;
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(listed["data"][0]["epoch"], 2, "newest first");
