@@ -63,6 +63,31 @@ pub async fn run() -> anyhow::Result<()> {
         println!("   {} {}", result["id"].as_str().unwrap_or("?"), result["status"].as_str().unwrap_or("?"));
     }
 
+    step("Mallory tries to earn from Alice's verses: the same text re-spaced, then in capitals");
+    let mallory = anonymous.post("/v1/accounts", json!({"name": "mallory (copier)"})).await?;
+    let mallory = anonymous.with_key(&field(&mallory, "api_key")?);
+    let verse = VERSES[3].1;
+    for (what, text) in [("re-spaced", verse.replace(' ', "  ")), ("in capitals", verse.to_uppercase())] {
+        let outcome = mallory
+            .post(
+                &format!("/v1/datanets/{datanet}/contributions"),
+                json!({"title": "my verse", "text": text}),
+            )
+            .await?;
+        let shown = mallory.get(&format!("/v1/contributions/{}", field(&outcome, "id")?)).await?;
+        let findings = &shown["findings"];
+        let of = findings["duplicate_of"].as_str().or(findings["near_duplicate_of"].as_str()).unwrap_or("?");
+        let similarity =
+            findings["similarity"].as_f64().map(|s| format!(", similarity {s:.2}")).unwrap_or_default();
+        println!(
+            "   {what:<11} {} {}: {} of {of}{similarity}",
+            field(&outcome, "id")?,
+            field(&outcome, "status")?,
+            outcome["reason"].as_str().unwrap_or("?"),
+        );
+        anyhow::ensure!(outcome["status"] == "rejected", "a copy was accepted");
+    }
+
     step(
         "Bob registers a model over the datanet: 2000 per 1k input tokens, 6000 per 1k output, 10 per request",
     );
