@@ -19,7 +19,7 @@ use tributary_core::{AccountId, Amount};
 use tributary_ledger::store::{Command, Outcome, Request};
 use tributary_ledger::{SqliteStore, SystemClock};
 
-use crate::client::{Client, field};
+use crate::client::field;
 
 #[derive(Args, Debug, Clone)]
 pub struct LedgerBenchArgs {
@@ -216,19 +216,9 @@ fn create_funded_accounts(store: &SqliteStore, accounts: u64) -> anyhow::Result<
 
 /// Runs a node in this process and loads it over loopback HTTP; returns (count, rate, p50 ms, p99 ms).
 async fn http(args: &LedgerBenchArgs, dir: &std::path::Path) -> anyhow::Result<(u64, f64, f64, f64)> {
-    let node = crate::node::start(
-        &dir.join("http-node"),
-        "127.0.0.1:0".parse()?,
-        tributary_server::ServerConfig::default(),
-        None,
-    )
-    .await?;
-    let base = format!("http://{}", node.address);
-    let operator = Client::new(&base, node.new_operator_key.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(node.serve(async move {
-        let _ = stopped.await;
-    }));
+    let node = crate::node::LocalNode::start(&dir.join("http-node")).await?;
+    let base = node.base.clone();
+    let operator = node.operator();
     let mut clients = Vec::new();
     for n in 0..args.http_clients {
         let created = operator.post("/v1/accounts", json!({"name": format!("http bench {n}")})).await?;
@@ -281,8 +271,7 @@ async fn http(args: &LedgerBenchArgs, dir: &std::path::Path) -> anyhow::Result<(
     let elapsed = started.elapsed().as_secs_f64();
     ticker.abort();
     bar.finish_and_clear();
-    let _ = stop.send(());
-    server.await??;
+    node.stop().await?;
     latencies.sort_unstable();
     let percentile = |p: f64| {
         latencies

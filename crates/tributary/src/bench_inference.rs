@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::bench_index::{Corpus, percentile};
-use crate::client::{Client, field};
+use crate::client::field;
 
 #[derive(Args, Debug, Clone)]
 pub struct InferenceBenchArgs {
@@ -36,19 +36,9 @@ fn gateway_ms(timing: &str) -> Option<f64> {
 
 pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = crate::node::start(
-        dir.path(),
-        "127.0.0.1:0".parse()?,
-        tributary_server::ServerConfig::default(),
-        None,
-    )
-    .await?;
-    let base = format!("http://{}", node.address);
-    let operator = Client::new(&base, node.new_operator_key.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(node.serve(async move {
-        let _ = stopped.await;
-    }));
+    let node = crate::node::LocalNode::start(dir.path()).await?;
+    let base = node.base.clone();
+    let operator = node.operator();
 
     // A contributor, a datanet of generated text, a model, and funded callers.
     let contributor = operator.post("/v1/accounts", json!({"name": "contributor"})).await?;
@@ -142,8 +132,7 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
         ledger["transfers"], args.tokens
     );
     upstream_server.abort();
-    let _ = stop.send(());
-    server.await??;
+    node.stop().await?;
     Ok(())
 }
 

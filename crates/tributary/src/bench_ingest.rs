@@ -56,19 +56,8 @@ pub async fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
         "--batch is 1 to 1000"
     );
     let dir = tempfile::tempdir()?;
-    let node = crate::node::start(
-        dir.path(),
-        "127.0.0.1:0".parse()?,
-        tributary_server::ServerConfig::default(),
-        None,
-    )
-    .await?;
-    let base = format!("http://{}", node.address);
-    let operator = Client::new(&base, node.new_operator_key.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(node.serve(async move {
-        let _ = stopped.await;
-    }));
+    let node = crate::node::LocalNode::start(dir.path()).await?;
+    let operator = node.operator();
     let corpus = Arc::new(Corpus::new(50_000));
 
     let contributor = operator.post("/v1/accounts", json!({"name": "contributor"})).await?;
@@ -205,8 +194,7 @@ pub async fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
         "\nLSH is {:.0}× faster than the brute-force scan (mean latency).",
         mean(&brute_times) / mean(&lsh_times)
     );
-    let _ = stop.send(());
-    server.await??;
+    node.stop().await?;
     Ok(())
 }
 

@@ -18,23 +18,11 @@ const VERSES: [(&str, &str); 4] = [
 
 pub async fn run() -> anyhow::Result<()> {
     let data = tempfile::tempdir().context("creating a temporary data directory")?;
-    let node = crate::node::start(
-        data.path(),
-        "127.0.0.1:0".parse().context("loopback address")?,
-        tributary_server::ServerConfig::default(),
-        None,
-    )
-    .await?;
-    let address = node.address;
-    let operator_key = node.new_operator_key.clone().context("a fresh node creates its operator")?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(node.serve(async move {
-        let _ = stopped.await;
-    }));
-    println!("Tributary demo: a node on http://{address} with its data in {}", data.path().display());
+    let node = crate::node::LocalNode::start(data.path()).await?;
+    println!("Tributary demo: a node on {} with its data in {}", node.base, data.path().display());
 
-    let anonymous = Client::new(&format!("http://{address}"), None);
-    let operator = anonymous.with_key(&operator_key);
+    let anonymous = Client::new(&node.base, None);
+    let operator = node.operator();
     let step = |text: &str| println!("\n== {text}");
 
     step("Accounts: a data contributor, a model owner and a consumer sign up");
@@ -256,8 +244,7 @@ pub async fn run() -> anyhow::Result<()> {
         anyhow::bail!("the ledger is not balanced");
     }
 
-    let _ = stop.send(());
-    server.await.context("server task")??;
+    node.stop().await?;
     println!("\nDemo finished; the node shut down cleanly and its temporary data was removed.");
     Ok(())
 }

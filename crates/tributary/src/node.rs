@@ -158,3 +158,39 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down: draining in-flight requests");
 }
+
+/// A fresh node serving on a free loopback port inside this process: what the demo and the
+/// benchmarks drive over HTTP.
+pub struct LocalNode {
+    pub base: String,
+    pub operator_key: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl LocalNode {
+    /// Starts a node on the empty data directory `data`.
+    pub async fn start(data: &Path) -> anyhow::Result<LocalNode> {
+        let node =
+            start(data, "127.0.0.1:0".parse().context("loopback address")?, ServerConfig::default(), None)
+                .await?;
+        let base = format!("http://{}", node.address);
+        let operator_key = node.new_operator_key.clone().context("a fresh node creates its operator")?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(node.serve(async move {
+            let _ = stopped.await;
+        }));
+        Ok(LocalNode { base, operator_key, stop, server })
+    }
+
+    /// A client holding the operator's key.
+    pub fn operator(&self) -> crate::client::Client {
+        crate::client::Client::new(&self.base, Some(self.operator_key.clone()))
+    }
+
+    /// Stops serving and waits for the store to close cleanly.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.server.await.context("server task")?
+    }
+}
