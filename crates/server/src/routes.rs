@@ -47,7 +47,7 @@ fn created(id: impl ToString) -> (StatusCode, Json<CreatedResponse>) {
     (StatusCode::CREATED, Json(CreatedResponse { id: id.to_string() }))
 }
 
-fn unexpected(outcome: Outcome) -> ApiError {
+pub fn unexpected(outcome: Outcome) -> ApiError {
     ApiError::internal(format!("unexpected store outcome {outcome:?}"))
 }
 

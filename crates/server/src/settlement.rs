@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::error::ApiResult;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Caller, IdempotencyHeader, OptionalCaller};
-use crate::routes::{ListQuery, list_limit, parse_id, visible_receipt};
+use crate::routes::{ListQuery, list_limit, parse_id, unexpected, visible_receipt};
 
 /// Where roots are published, when the node has a chain configured.
 #[derive(Clone, Debug)]
@@ -35,8 +35,8 @@ pub struct Settlement {
     /// Tree builds and dumps (about a second each at 10^6 payees) run one at a time, so that
     /// requests for many old epochs queue up instead of taking every core.
     building: tokio::sync::Mutex<()>,
-    payouts: Mutex<Option<(u64, Arc<PayoutTree>)>>,
-    receipts: Mutex<Option<(u64, Arc<ReceiptsTree>)>>,
+    payouts: LatestTree<PayoutTree>,
+    receipts: LatestTree<StandardTree>,
 }
 
 impl Settlement {
@@ -47,11 +47,41 @@ impl Settlement {
     pub fn chain(&self) -> Option<&ChainTarget> {
         self.chain.as_ref()
     }
+
+    /// `cache`'s tree of `epoch`, built by `build` if it holds another epoch's; one build at a time.
+    async fn tree<T>(
+        &self,
+        cache: &LatestTree<T>,
+        epoch: u64,
+        build: impl std::future::Future<Output = ApiResult<T>>,
+    ) -> ApiResult<Arc<T>> {
+        if let Some(tree) = cache.get(epoch) {
+            return Ok(tree);
+        }
+        let _building = self.building.lock().await;
+        if let Some(tree) = cache.get(epoch) {
+            return Ok(tree);
+        }
+        let tree = Arc::new(build.await?);
+        *cache.0.lock().expect("tree cache lock") = Some((epoch, Arc::clone(&tree)));
+        Ok(tree)
+    }
 }
 
-/// The tree of one epoch's receipts.
-struct ReceiptsTree {
-    tree: StandardTree,
+/// The tree of the epoch last asked for.
+struct LatestTree<T>(Mutex<Option<(u64, Arc<T>)>>);
+
+impl<T> Default for LatestTree<T> {
+    fn default() -> Self {
+        LatestTree(Mutex::new(None))
+    }
+}
+
+impl<T> LatestTree<T> {
+    fn get(&self, epoch: u64) -> Option<Arc<T>> {
+        let cached = self.0.lock().expect("tree cache lock");
+        cached.as_ref().filter(|(held, _)| *held == epoch).map(|(_, tree)| Arc::clone(tree))
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema, Debug)]
@@ -166,14 +196,10 @@ pub struct SettlementsResponse {
     pub lines: Vec<SettlementLineWire>,
 }
 
-fn settlement(state: &AppState) -> &Settlement {
-    state.settlement()
-}
-
 /// Publishes an epoch's root when the node has a chain and the epoch has a root, and records the
 /// outcome either way.
 async fn publish(state: &AppState, record: EpochRecord) -> ApiResult<EpochRecord> {
-    let (Some(chain), Some(root)) = (settlement(state).chain(), record.root) else {
+    let (Some(chain), Some(root)) = (state.settlement().chain(), record.root) else {
         return Ok(record);
     };
     let published = chain.distributor.set_root(record.epoch, &root).await;
@@ -191,7 +217,7 @@ async fn publish(state: &AppState, record: EpochRecord) -> ApiResult<EpochRecord
     let command = Command::RecordEpochPublication { epoch: record.epoch, tx_hash, error };
     match state.store().execute(command.into()).await? {
         Outcome::EpochPublicationRecorded(_) => {}
-        other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        other => return Err(unexpected(other)),
     }
     state.store().epoch(record.epoch).await?.ok_or_else(|| ApiError::internal("a closed epoch vanished"))
 }
@@ -200,8 +226,8 @@ async fn publish(state: &AppState, record: EpochRecord) -> ApiResult<EpochRecord
 /// closing the epoch and publishing it, or publishing failed): what a node does when it starts.
 /// Older unpublished epochs are superseded by the latest one, whose leaves are cumulative.
 pub async fn publish_pending(state: &AppState) -> ApiResult<Option<EpochRecord>> {
-    let Some(chain) = settlement(state).chain() else { return Ok(None) };
-    let _closing = settlement(state).closing.lock().await;
+    let Some(chain) = state.settlement().chain() else { return Ok(None) };
+    let _closing = state.settlement().closing.lock().await;
     let Some(latest) = state.store().epochs(1).await?.into_iter().next() else { return Ok(None) };
     if latest.tx_hash.is_some() || latest.root.is_none() {
         return Ok(None);
@@ -239,14 +265,14 @@ pub async fn close_epoch(
     idempotency: IdempotencyHeader,
 ) -> ApiResult<(StatusCode, Json<EpochResponse>)> {
     caller.require_operator()?;
-    let _closing = settlement(&state).closing.lock().await;
+    let _closing = state.settlement().closing.lock().await;
     let request = Request {
         command: Command::CloseEpoch { caller: caller.account },
         idempotency: idempotency.for_request(caller.account, "POST /v1/epochs", &()),
     };
     let closed = match state.store().execute(request).await? {
         Outcome::EpochClosed(record) => record,
-        other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        other => return Err(unexpected(other)),
     };
     state.metrics().epoch_closed(closed.epoch);
     // A retry's stored outcome predates publishing: read the epoch as it is now.
@@ -259,7 +285,7 @@ pub async fn close_epoch(
         Some(_) => record,
         None => publish(&state, record).await?,
     };
-    Ok((StatusCode::CREATED, Json(EpochResponse::new(record, settlement(&state).chain()))))
+    Ok((StatusCode::CREATED, Json(EpochResponse::new(record, state.settlement().chain()))))
 }
 
 fn parse_epoch(text: &str) -> ApiResult<u64> {
@@ -283,9 +309,9 @@ pub async fn publish_epoch(
     Path(epoch): Path<String>,
 ) -> ApiResult<Json<EpochResponse>> {
     caller.require_operator()?;
-    let _closing = settlement(&state).closing.lock().await;
+    let _closing = state.settlement().closing.lock().await;
     let record = epoch_record(&state, &epoch).await?;
-    if settlement(&state).chain().is_none() {
+    if state.settlement().chain().is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_chain",
@@ -303,7 +329,7 @@ pub async fn publish_epoch(
         ));
     }
     let record = publish(&state, record).await?;
-    Ok(Json(EpochResponse::new(record, settlement(&state).chain())))
+    Ok(Json(EpochResponse::new(record, state.settlement().chain())))
 }
 
 /// Closed epochs, newest first.
@@ -313,7 +339,7 @@ pub async fn list_epochs(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<EpochList>> {
     let limit = list_limit(query.limit)?;
-    let chain = settlement(&state).chain();
+    let chain = state.settlement().chain();
     let data = state.store().epochs(limit).await?.into_iter().map(|r| EpochResponse::new(r, chain)).collect();
     Ok(Json(EpochList { data }))
 }
@@ -326,7 +352,7 @@ pub async fn get_epoch(
     Path(epoch): Path<String>,
 ) -> ApiResult<Json<EpochResponse>> {
     let record = epoch_record(&state, &epoch).await?;
-    Ok(Json(EpochResponse::new(record, settlement(&state).chain())))
+    Ok(Json(EpochResponse::new(record, state.settlement().chain())))
 }
 
 async fn payout_tree(state: &AppState, record: &EpochRecord) -> ApiResult<Arc<PayoutTree>> {
@@ -337,32 +363,22 @@ async fn payout_tree(state: &AppState, record: &EpochRecord) -> ApiResult<Arc<Pa
             format!("epoch {} paid no one", record.epoch),
         ));
     }
-    if let Some((epoch, tree)) = settlement(state).payouts.lock().expect("payouts lock").as_ref()
-        && *epoch == record.epoch
-    {
-        return Ok(Arc::clone(tree));
-    }
-    let _building = settlement(state).building.lock().await;
-    if let Some((epoch, tree)) = settlement(state).payouts.lock().expect("payouts lock").as_ref()
-        && *epoch == record.epoch
-    {
-        return Ok(Arc::clone(tree));
-    }
-    let values = state.store().epoch_payouts(record.epoch).await?;
-    let values = values.into_iter().map(|(address, amount)| (address, amount.0)).collect();
-    let tree = tokio::task::spawn_blocking(move || PayoutTree::new(values))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    if Some(tree.root()) != record.root {
-        return Err(ApiError::internal(format!(
-            "epoch {}'s stored payouts do not give its root",
-            record.epoch
-        )));
-    }
-    let tree = Arc::new(tree);
-    *settlement(state).payouts.lock().expect("payouts lock") = Some((record.epoch, Arc::clone(&tree)));
-    Ok(tree)
+    let build = async {
+        let values = state.store().epoch_payouts(record.epoch).await?;
+        let values = values.into_iter().map(|(address, amount)| (address, amount.0)).collect();
+        let tree = tokio::task::spawn_blocking(move || PayoutTree::new(values))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        if Some(tree.root()) != record.root {
+            return Err(ApiError::internal(format!(
+                "epoch {}'s stored payouts do not give its root",
+                record.epoch
+            )));
+        }
+        Ok(tree)
+    };
+    state.settlement().tree(&state.settlement().payouts, record.epoch, build).await
 }
 
 /// The proof a payee claims with: by payout address (anyone), or by account id (the account
@@ -420,7 +436,7 @@ pub async fn get_tree(
 ) -> ApiResult<Json<serde_json::Value>> {
     let record = epoch_record(&state, &epoch).await?;
     let tree = payout_tree(&state, &record).await?;
-    let _building = settlement(&state).building.lock().await;
+    let _building = state.settlement().building.lock().await;
     let dump = tokio::task::spawn_blocking(move || tree.dump()).await.map_err(ApiError::internal)?;
     Ok(Json(dump))
 }
@@ -445,44 +461,31 @@ pub async fn receipt_proof(
     let root = record
         .receipts_root
         .ok_or_else(|| ApiError::internal("an epoch with receipts has no receipts root"))?;
-    let cached = settlement(&state)
-        .receipts
-        .lock()
-        .expect("receipts lock")
-        .as_ref()
-        .and_then(|(n, tree)| (*n == epoch).then(|| Arc::clone(tree)));
-    let tree = match cached {
-        Some(tree) => tree,
-        None => {
-            let _building = settlement(&state).building.lock().await;
-            let hashes = state.store().receipt_hashes(record.receipts_first, record.receipts_last).await?;
-            let leaves = hashes.iter().map(|(id, hash)| receipt_leaf(*id, hash)).collect();
-            let tree = tokio::task::spawn_blocking(move || StandardTree::new(leaves))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?;
-            if tree.root() != root {
-                return Err(ApiError::internal(format!(
-                    "epoch {epoch}'s receipts do not give its receipts root"
-                )));
-            }
-            let tree = Arc::new(ReceiptsTree { tree });
-            *settlement(&state).receipts.lock().expect("receipts lock") = Some((epoch, Arc::clone(&tree)));
-            tree
+    let build = async {
+        let hashes = state.store().receipt_hashes(record.receipts_first, record.receipts_last).await?;
+        let leaves = hashes.iter().map(|(id, hash)| receipt_leaf(*id, hash)).collect();
+        let tree = tokio::task::spawn_blocking(move || StandardTree::new(leaves))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        if tree.root() != root {
+            return Err(ApiError::internal(format!(
+                "epoch {epoch}'s receipts do not give its receipts root"
+            )));
         }
+        Ok(tree)
     };
+    let tree = state.settlement().tree(&state.settlement().receipts, epoch, build).await?;
     let leaf = receipt_leaf(receipt.id, &receipt.hash);
-    let index = tree
-        .tree
-        .tree_index(&leaf)
-        .ok_or_else(|| ApiError::internal("a receipt is missing from its tree"))?;
+    let index =
+        tree.tree_index(&leaf).ok_or_else(|| ApiError::internal("a receipt is missing from its tree"))?;
     Ok(Json(ReceiptProofResponse {
         receipt: crate::inference::receipt_id(receipt.id),
         epoch,
         receipt_hash: hex::encode(receipt.hash),
         leaf_encoding: vec!["uint256".into(), "bytes32".into()],
         leaf: hex32(&leaf),
-        proof: tree.tree.proof(index).iter().map(hex32).collect(),
+        proof: tree.proof(index).iter().map(hex32).collect(),
         receipts_root: hex32(&root),
     }))
 }

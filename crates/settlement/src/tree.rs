@@ -242,6 +242,11 @@ impl PayoutTree {
         &self.values
     }
 
+    /// The values, sorted by address, without the tree.
+    pub fn into_values(self) -> Vec<(EvmAddress, u128)> {
+        self.values
+    }
+
     pub fn claim(&self, address: &EvmAddress) -> Option<Claim> {
         let position = self.values.binary_search_by(|(a, _)| a.0.cmp(&address.0)).ok()?;
         let amount = self.values[position].1;

@@ -196,23 +196,14 @@ pub async fn run() -> anyhow::Result<()> {
     );
     println!("   receipts root {} over {} receipt(s)", field(&epoch, "receipts_root")?, epoch["receipts"]);
     let claim = alice.get(&format!("/v1/epochs/1/claims/{alice_id}")).await?;
-    let proof: Vec<tributary_settlement::Hash> = claim["proof"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h.as_str().and_then(tributary_settlement::parse_hex32))
-        .collect();
-    let root = tributary_settlement::parse_hex32(&field(&claim, "root")?).context("a root")?;
-    let address: tributary_core::EvmAddress = field(&claim, "address")?.parse()?;
-    let amount: u128 = field(&claim, "cumulative_amount")?.parse()?;
-    let valid = tributary_settlement::tree::verify(
-        &root,
-        &tributary_settlement::tree::payout_leaf(&address, amount),
-        &proof,
-    );
+    let claim = crate::settle_cli::parse_claim(&claim)?;
+    let leaf = tributary_settlement::tree::payout_leaf(&claim.address, claim.cumulative_amount);
+    let valid = tributary_settlement::tree::verify(&claim.root, &leaf, &claim.proof);
     println!(
-        "   Alice's claim: {amount} to {address}, proof of {} hashes checked here against the root: {}",
-        proof.len(),
+        "   Alice's claim: {} to {}, proof of {} hashes checked here against the root: {}",
+        claim.cumulative_amount,
+        claim.address,
+        claim.proof.len(),
         if valid { "valid" } else { "INVALID" }
     );
     anyhow::ensure!(valid, "a claim proof failed to verify");

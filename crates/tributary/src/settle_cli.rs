@@ -106,15 +106,20 @@ pub async fn epoch(client: &Client, action: EpochCommand) -> anyhow::Result<Valu
     }
 }
 
-/// A claim as the node serves it, parsed and checked.
-fn parse_claim(value: &Value) -> anyhow::Result<Claim> {
-    let text = |name: &str| value[name].as_str().with_context(|| format!("the claim has no {name}"));
-    let proof = value["proof"]
+/// The `proof` array of a claim or receipt proof as the node serves it.
+fn parse_proof(value: &Value) -> anyhow::Result<Vec<tributary_settlement::Hash>> {
+    value["proof"]
         .as_array()
-        .context("the claim has no proof")?
+        .context("the JSON has no proof array")?
         .iter()
         .map(|hash| hash.as_str().and_then(parse_hex32).context("a proof entry is not 0x and 64 hex digits"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect()
+}
+
+/// A claim as the node serves it, parsed and checked.
+pub fn parse_claim(value: &Value) -> anyhow::Result<Claim> {
+    let text = |name: &str| value[name].as_str().with_context(|| format!("the claim has no {name}"));
+    let proof = parse_proof(value)?;
     Ok(Claim {
         address: address(text("address")?)?,
         cumulative_amount: text("cumulative_amount")?
@@ -185,12 +190,7 @@ pub fn verify_proof(file: &str, root: Option<&str>) -> anyhow::Result<bool> {
         let mut hash = [0u8; 32];
         hex::decode_to_slice(value["receipt_hash"].as_str().context("no receipt_hash")?, &mut hash)
             .context("receipt_hash is not 64 hex digits")?;
-        let proof = value["proof"]
-            .as_array()
-            .context("no proof")?
-            .iter()
-            .map(|h| h.as_str().and_then(parse_hex32).context("a proof entry is not 0x and 64 hex digits"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let proof = parse_proof(&value)?;
         let served_root =
             value["receipts_root"].as_str().and_then(parse_hex32).context("bad receipts_root")?;
         let root = expected_root.unwrap_or(served_root);

@@ -123,6 +123,14 @@ impl Market {
         }
     }
 
+    /// Stops the node with SIGTERM and starts it again on the same data directory.
+    fn restart(self, args: &[&str]) -> Market {
+        let data = self.node.data.clone();
+        let Market { node, bob, alice, erin, dave, carol } = self;
+        assert!(node.terminate().success());
+        Market { node: Node::start(&data, args), bob, alice, erin, dave, carol }
+    }
+
     async fn close_epoch(&self) -> Value {
         let (status, epoch) = self.node.call("POST", "/v1/epochs", Some(&self.node.operator_key), None).await;
         assert_eq!(status, 201, "{epoch}");
@@ -216,18 +224,16 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     ]);
     assert!(!ok && err.contains("owned by"), "{err}");
 
-    let node = Node::start(
-        &dir.path().join("node"),
-        &[
-            "--chain-rpc",
-            &anvil.url,
-            "--chain-contract",
-            &contract.to_string(),
-            "--chain-key-file",
-            operator_key_file,
-        ],
-    );
-    let m = market(node).await;
+    let contract_text = contract.to_string();
+    let chain_args = [
+        "--chain-rpc",
+        &anvil.url,
+        "--chain-contract",
+        &contract_text,
+        "--chain-key-file",
+        operator_key_file,
+    ];
+    let m = market(Node::start(&dir.path().join("node"), &chain_args)).await;
     m.infer(3).await;
 
     // Epoch 1: everyone with a payout address is paid out; Dave has none and keeps his earnings owed.
@@ -375,21 +381,7 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     let epoch5 = m.close_epoch().await;
     assert!(epoch5["tx_hash"].is_null(), "{epoch5}");
     chain.transfer_ownership(&operator.address()).await.expect("hand back");
-    let data = m.node.data.clone();
-    let Market { node, bob, alice, erin, dave, carol } = m;
-    assert!(node.terminate().success());
-    let node = Node::start(
-        &data,
-        &[
-            "--chain-rpc",
-            &anvil.url,
-            "--chain-contract",
-            &contract.to_string(),
-            "--chain-key-file",
-            operator_key_file,
-        ],
-    );
-    let m = Market { node, bob, alice, erin, dave, carol };
+    let m = m.restart(&chain_args);
     let root5 = parse_hex32(epoch5["root"].as_str().expect("root")).expect("root");
     // Wait for the node to record the publication (it does so after the transaction is mined).
     let started = Instant::now();
@@ -408,20 +400,7 @@ async fn epochs_pay_real_inference_earnings_out_on_a_real_chain() {
     chain.transfer_ownership(&operator.address()).await.expect("hand back");
     let root6 = parse_hex32(epoch6["root"].as_str().expect("root")).expect("root");
     let by_hand = operator.distributor(&contract).set_root(6, &root6).await.expect("published by hand");
-    let Market { node, bob, alice, erin, dave, carol } = m;
-    assert!(node.terminate().success());
-    let node = Node::start(
-        &data,
-        &[
-            "--chain-rpc",
-            &anvil.url,
-            "--chain-contract",
-            &contract.to_string(),
-            "--chain-key-file",
-            operator_key_file,
-        ],
-    );
-    let m = Market { node, bob, alice, erin, dave, carol };
+    let m = m.restart(&chain_args);
     let started = Instant::now();
     loop {
         let (_, epoch6) = m.node.call("GET", "/v1/epochs/6", None, None).await;

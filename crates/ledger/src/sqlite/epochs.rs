@@ -188,11 +188,11 @@ pub(super) fn close_epoch(
         return Ok(Err(internal("the payout tree's total overflows")));
     };
     let planned = started.elapsed();
-    let root = if cumulative.is_empty() {
-        None
+    let (root, cumulative) = if cumulative.is_empty() {
+        (None, cumulative)
     } else {
-        match PayoutTree::new(cumulative.clone()) {
-            Ok(tree) => Some(tree.root()),
+        match PayoutTree::new(cumulative) {
+            Ok(tree) => (Some(tree.root()), tree.into_values()),
             Err(error) => return Ok(Err(internal(error))),
         }
     };
