@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use serde_json::Value;
 
 struct Cli<'a> {
@@ -13,15 +11,7 @@ struct Cli<'a> {
 impl Cli<'_> {
     /// Runs `tributary ARGS` with the node's URL and the given key; returns (exit code, stdout JSON).
     fn run(&self, key: Option<&str>, args: &[&str]) -> (i32, Value, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
-        command.args(args).env("TRIBUTARY_NODE", &self.node.base).env_remove("TRIBUTARY_API_KEY");
-        if let Some(key) = key {
-            command.env("TRIBUTARY_API_KEY", key);
-        }
-        let output = command.output().expect("the CLI runs");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        (output.status.code().unwrap_or(-1), serde_json::from_str(&stdout).unwrap_or(Value::Null), stderr)
+        self.node.cli(key, args)
     }
 }
 

@@ -117,6 +117,20 @@ impl Node {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Runs `tributary ARGS` against this node with `key` (none: no key at all); returns the exit
+    /// code, stdout as JSON (Null if it is not JSON) and stderr.
+    pub fn cli(&self, key: Option<&str>, args: &[&str]) -> (i32, Value, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
+        command.args(args).env("TRIBUTARY_NODE", &self.base).env_remove("TRIBUTARY_API_KEY");
+        if let Some(key) = key {
+            command.env("TRIBUTARY_API_KEY", key);
+        }
+        let output = command.output().expect("the CLI runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code().unwrap_or(-1), serde_json::from_str(&stdout).unwrap_or(Value::Null), stderr)
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
