@@ -39,6 +39,20 @@ impl EvmAddress {
     }
 }
 
+/// Serialized as the checksummed string; read back in any case (a checksum that fails is refused).
+impl serde::Serialize for EvmAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_checksummed())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EvmAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for EvmAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_checksummed())

@@ -5,7 +5,8 @@ use crate::ids::{AccountId, ContributionId, DatanetId, ModelId};
 use crate::money::{Price, SplitPolicy};
 
 /// What an account is for. Internal accounts belong to the node, not to a person, and have no key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AccountKind {
     /// A person or agent with an API key.
     User,

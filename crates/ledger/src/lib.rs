@@ -2,6 +2,7 @@
 //! implements ([`store`]), and the embedded SQLite backend ([`sqlite`]) with its single writer and
 //! group commit.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod state;
 pub mod store;

@@ -29,6 +29,7 @@ mod epochs;
 mod validation;
 
 use crate::Clock;
+use crate::postgres::{Append, LoggedBatch, PgLog};
 use crate::state::{
     Balances, Hold, IdMap, InvariantViolation, LedgerError, LedgerOp, LedgerState, Replay, Transfer,
     TransferKind,
@@ -40,6 +41,12 @@ use crate::store::{
     receipt_hash,
 };
 
+/// How often an idle replica looks for batches other nodes appended to the log.
+const LOG_POLL_MS: u64 = 5;
+/// Log batches applied per replica transaction while catching up.
+const LOG_PAGE_BATCHES: usize = 256;
+/// Log batches an idle writer applies before it looks at its own queue again.
+const LOG_FOLLOW_BATCHES_MAX: usize = 4 * LOG_PAGE_BATCHES;
 /// Submissions that may wait for the writer; beyond this the store answers "overloaded".
 pub const QUEUE_SUBMISSIONS_MAX: usize = 65_536;
 /// SQLite page size of a new database file.
@@ -190,6 +197,15 @@ CREATE TABLE earnings (
 "#,
     epochs::MIGRATION,
     validation::MIGRATION,
+    r#"
+-- In a replica of a PostgreSQL log (see `postgres.rs`): the last log batch applied here, and the
+-- time it was decided at. Empty in an embedded store.
+CREATE TABLE replication (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    applied_seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 enum Message {
@@ -202,6 +218,8 @@ struct Stats {
     batches: AtomicU64,
     commands: AtomicU64,
     commit_micros_total: AtomicU64,
+    /// The last log batch applied (replicas only).
+    log_applied: AtomicU64,
 }
 
 /// The embedded SQLite store.
@@ -215,6 +233,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<Stats>,
+    replicated: bool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -251,6 +270,36 @@ impl SqliteStore {
         clock: Arc<dyn Clock>,
         signer: Option<Arc<dyn ReceiptSigner>>,
     ) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_inner(path, clock, signer, None)
+    }
+
+    /// Opens a node on a PostgreSQL database shared with other nodes (see `postgres.rs`): connects,
+    /// migrates, and brings the node's replica (a file in `replicas`, named after the cluster) up to
+    /// date with the log before returning. `node` names this node in the log.
+    pub fn open_postgres(
+        url: &str,
+        replicas: &Path,
+        node: &str,
+        clock: Arc<dyn Clock>,
+        signer: Option<Arc<dyn ReceiptSigner>>,
+    ) -> Result<SqliteStore, StoreError> {
+        // The synchronous client runs its own runtime, so it must not be driven from an async one.
+        let (url, node, probe_signer) = (url.to_owned(), node.to_owned(), signer.clone());
+        let log = std::thread::spawn(move || PgLog::connect(&url, &node, probe_signer.as_deref()))
+            .join()
+            .map_err(|_| internal("connecting to PostgreSQL panicked"))??;
+        std::fs::create_dir_all(replicas)
+            .map_err(|e| internal(format!("creating {}: {e}", replicas.display())))?;
+        let path = replicas.join(format!("replica-{}.db", log.cluster()));
+        SqliteStore::open_inner(&path, clock, signer, Some(log))
+    }
+
+    fn open_inner(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        signer: Option<Arc<dyn ReceiptSigner>>,
+        mut log: Option<PgLog>,
+    ) -> Result<SqliteStore, StoreError> {
         let mut conn = open_connection(path).map_err(internal)?;
         // The writer touches account rows and index pages all over the file; a large page cache
         // keeps them in memory instead of re-reading them from the OS for every batch.
@@ -261,6 +310,14 @@ impl SqliteStore {
         migrate(&mut conn).map_err(internal)?;
         let mut writer_state = WriterState::load(&conn)?;
         writer_state.signer = signer.clone();
+        if let Some(log) = log.as_mut() {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| catch_up(&mut conn, &mut writer_state, log, usize::MAX))
+                    .join()
+                    .map_err(|_| internal("catching up with the log panicked"))?
+            })?;
+        }
         let system = writer_state.system;
         let committed: IdMap<AccountId, Balances> =
             writer_state.ledger.accounts().map(|(id, account)| (*id, account.balances)).collect();
@@ -268,7 +325,9 @@ impl SqliteStore {
         let writer_committed = Arc::clone(&committed);
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_SUBMISSIONS_MAX);
         let stats = Arc::new(Stats::default());
+        stats.log_applied.store(writer_state.applied_seq, Ordering::Relaxed);
         let writer_stats = Arc::clone(&stats);
+        let replicated = log.is_some();
         let handle = std::thread::Builder::new()
             .name("tributary-writer".into())
             .spawn(move || {
@@ -279,6 +338,7 @@ impl SqliteStore {
                     stats: writer_stats,
                     committed: writer_committed,
                     signer,
+                    log,
                 }
                 .run(receiver);
             })
@@ -291,6 +351,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(handle)),
             stats,
+            replicated,
         })
     }
 
@@ -375,6 +436,7 @@ impl Store for SqliteStore {
             batches: self.stats.batches.load(Ordering::Relaxed),
             commands: self.stats.commands.load(Ordering::Relaxed),
             commit_micros_total: self.stats.commit_micros_total.load(Ordering::Relaxed),
+            log_applied: self.replicated.then(|| self.stats.log_applied.load(Ordering::Relaxed)),
         }
     }
 
@@ -1068,6 +1130,10 @@ struct WriterState {
     next_model_id: u64,
     /// Datanet rules, dedup state and protected holds (see `sqlite/validation.rs`).
     validation: validation::ValidationState,
+    /// In a replica: the last log batch applied, and the time it was decided at (a node decides
+    /// its batches no earlier, so time in the log never runs backwards).
+    applied_seq: u64,
+    last_at_ms: u64,
 }
 
 impl WriterState {
@@ -1103,6 +1169,13 @@ impl WriterState {
             })
             .optional()
             .map_err(internal)?;
+        let (applied_seq, last_at_ms) = conn
+            .query_row("SELECT applied_seq, at_ms FROM replication", [], |row| {
+                Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+            })
+            .optional()
+            .map_err(internal)?
+            .unwrap_or((0, 0));
         let (next_receipt_id, last_receipt_hash) = match last_receipt {
             Some((id, hash)) => (
                 id as u64 + 1,
@@ -1126,6 +1199,8 @@ impl WriterState {
             next_contribution_id: next("contributions")?,
             next_model_id: next("models")?,
             validation: validation::ValidationState::load(conn)?,
+            applied_seq,
+            last_at_ms,
         })
     }
 }
@@ -1137,6 +1212,8 @@ struct Writer {
     stats: Arc<Stats>,
     committed: Arc<RwLock<IdMap<AccountId, Balances>>>,
     signer: Option<Arc<dyn ReceiptSigner>>,
+    /// The shared log, when this store is a replica of a PostgreSQL database.
+    log: Option<PgLog>,
 }
 
 /// Where a submission's results go: after its batch is durable, or, for a provisional
@@ -1147,7 +1224,21 @@ struct Reply {
 }
 
 /// Each submission's results, and the accounts whose balances the batch changed.
-type CommittedBatch = (Vec<Vec<Result<Outcome, StoreError>>>, Vec<AccountId>);
+struct Committed {
+    results: Vec<Vec<Result<Outcome, StoreError>>>,
+    touched: Vec<AccountId>,
+    /// A replica's failure to commit a batch the log already holds.
+    replica_error: Option<rusqlite::Error>,
+}
+
+/// Why a batch was not made durable; nothing in it is acknowledged.
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error(transparent)]
+    Local(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Log(#[from] StoreError),
+}
 
 impl Writer {
     fn run(mut self, receiver: Receiver<Message>) {
@@ -1159,9 +1250,14 @@ impl Writer {
             };
             let mut batch: Vec<(Vec<Request>, Reply)> = Vec::new();
             let mut commands = 0usize;
-            let idle_wait_ms = if self.history_lag() > 0 { wait_ms.min(HISTORY_IDLE_MS) } else { wait_ms };
+            let mut idle_wait_ms =
+                if self.history_lag() > 0 { wait_ms.min(HISTORY_IDLE_MS) } else { wait_ms };
+            if self.log.is_some() {
+                idle_wait_ms = idle_wait_ms.min(LOG_POLL_MS);
+            }
             let first = receiver.recv_timeout(Duration::from_millis(idle_wait_ms));
             if matches!(first, Err(RecvTimeoutError::Timeout)) {
+                self.follow_log();
                 // Idle: bring the derived data (balance snapshot, account history) up to date.
                 self.snapshot_balances();
                 if self.history_lag() > 0 {
@@ -1285,19 +1381,51 @@ impl Writer {
         }
     }
 
+    /// Publishes the balances of accounts a commit changed, for readers.
+    fn publish(&self, touched: &[AccountId]) {
+        let mut committed = self.committed.write().expect("committed balances lock");
+        for id in touched {
+            let balances = self.state.ledger.account(*id).expect("touched accounts exist").balances;
+            committed.insert(*id, balances);
+        }
+        self.stats.log_applied.store(self.state.applied_seq, Ordering::Relaxed);
+    }
+
+    /// Replaces the in-memory state with what the database holds, after a failed commit.
+    fn reload(&mut self) {
+        match WriterState::load(&self.conn) {
+            Ok(mut state) => {
+                state.signer = self.signer.clone();
+                self.state = state;
+            }
+            Err(error) => panic!("cannot reload ledger after a failed commit: {error}"),
+        }
+    }
+
+    /// In a replica, applies what other nodes appended to the log since the last look.
+    fn follow_log(&mut self) {
+        let Some(log) = self.log.as_mut() else { return };
+        match catch_up(&mut self.conn, &mut self.state, log, LOG_FOLLOW_BATCHES_MAX) {
+            Ok(touched) => self.publish(&touched),
+            Err(error) => {
+                tracing::error!(%error, "applying the log failed; reloading the replica's state");
+                self.reload();
+                std::thread::sleep(Duration::from_millis(EXPIRY_POLL_MS_MAX));
+            }
+        }
+    }
+
     fn commit_batch(&mut self, mut batch: Vec<(Vec<Request>, Reply)>) {
         let started = Instant::now();
         let now_ms = self.clock.now_ms();
         let commands: usize = batch.iter().map(|(requests, _)| requests.len()).sum();
         match self.apply_and_commit(&mut batch, now_ms) {
-            Ok((results, touched)) => {
-                {
-                    let mut committed = self.committed.write().expect("committed balances lock");
-                    for id in touched {
-                        let balances =
-                            self.state.ledger.account(id).expect("touched accounts exist").balances;
-                        committed.insert(id, balances);
-                    }
+            Ok(Committed { results, touched, replica_error }) => {
+                self.publish(&touched);
+                if let Some(error) = replica_error {
+                    // The batch is durable in the log; the replica will apply it again from there.
+                    tracing::error!(%error, "the replica failed to commit a logged batch; reloading it");
+                    self.reload();
                 }
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
@@ -1319,13 +1447,7 @@ impl Writer {
                             .send(Err(StoreError::Internal("the write could not be made durable".into())));
                     }
                 }
-                match WriterState::load(&self.conn) {
-                    Ok(mut state) => {
-                        state.signer = self.signer.clone();
-                        self.state = state;
-                    }
-                    Err(error) => panic!("cannot reload ledger after a failed commit: {error}"),
-                }
+                self.reload();
             }
         }
     }
@@ -1333,10 +1455,23 @@ impl Writer {
     fn apply_and_commit(
         &mut self,
         batch: &mut [(Vec<Request>, Reply)],
-        now_ms: u64,
-    ) -> Result<CommittedBatch, rusqlite::Error> {
+        mut now_ms: u64,
+    ) -> Result<Committed, CommitError> {
+        // A replica first takes the log's lock and applies what other nodes appended, so that its
+        // own commands are decided against the latest state.
+        let mut log_tx = match self.log.as_mut() {
+            Some(log) => Some(log.begin()?),
+            None => None,
+        };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut writes = BatchWrites::default();
+        if let Some(log_tx) = log_tx.as_mut() {
+            for logged in log_tx.read_after(self.state.applied_seq)? {
+                apply_logged(&tx, &mut self.state, &logged, &mut writes)?;
+            }
+            now_ms = now_ms.max(self.state.last_at_ms);
+        }
+        let (own_transfers_from, own_touched_from) = (writes.transfers.len(), writes.touched.len());
         let mut results = Vec::with_capacity(batch.len());
         for (requests, reply) in batch.iter_mut() {
             let mut submission_results = Vec::with_capacity(requests.len());
@@ -1354,6 +1489,9 @@ impl Writer {
             record_transfer(&tx, &transfer, &mut writes)?;
         }
         insert_transfers(&tx, &writes.transfers)?;
+        let mut own_touched = writes.touched[own_touched_from..].to_vec();
+        own_touched.sort_unstable();
+        own_touched.dedup();
         let mut touched = writes.touched;
         touched.sort_unstable();
         touched.dedup();
@@ -1368,8 +1506,36 @@ impl Writer {
         if since_snapshot >= BALANCE_SNAPSHOT_TRANSFERS {
             write_balance_snapshot(&tx, &mut self.state)?;
         }
-        tx.commit()?;
-        Ok((results, touched))
+        let Some(mut log_tx) = log_tx else {
+            tx.commit()?;
+            return Ok(Committed { results, touched, replica_error: None });
+        };
+        let requests: Vec<&Request> = batch.iter().flat_map(|(requests, _)| requests.iter()).collect();
+        let own_transfers = &writes.transfers[own_transfers_from..];
+        if !requests.is_empty() || !own_transfers.is_empty() {
+            let accounts: Vec<(AccountId, &'static str, Balances)> = own_touched
+                .iter()
+                .map(|id| {
+                    let account = self.state.ledger.account(*id).expect("touched accounts exist");
+                    (*id, account.kind.as_str(), account.balances)
+                })
+                .collect();
+            let seq = self.state.applied_seq + 1;
+            log_tx.append(&Append {
+                seq,
+                at_ms: now_ms,
+                requests: &requests,
+                transfers: own_transfers,
+                accounts: &accounts,
+            })?;
+            self.state.applied_seq = seq;
+            self.state.last_at_ms = now_ms;
+        }
+        record_replication(&tx, &self.state)?;
+        log_tx.commit()?;
+        // Durable from here on: a replica that fails to commit applies the batch again from the log.
+        let replica_error = tx.commit().err();
+        Ok(Committed { results, touched, replica_error })
     }
 }
 
@@ -1786,6 +1952,71 @@ fn record_transfer(
     writes.touched.push(transfer.credit);
     writes.transfers.push(transfer.clone());
     Ok(())
+}
+
+/// Applies one batch of the log exactly as the node that appended it did: its requests at its
+/// time, then the expiries due at that time.
+fn apply_logged(
+    tx: &Transaction<'_>,
+    state: &mut WriterState,
+    batch: &LoggedBatch,
+    writes: &mut BatchWrites,
+) -> rusqlite::Result<()> {
+    assert_eq!(batch.seq, state.applied_seq + 1, "the log is applied in order, without gaps");
+    for request in &batch.requests {
+        // The result was the appending node's to report; here only the effect matters.
+        let _ = apply_request(tx, state, request, batch.at_ms, writes)?;
+    }
+    for transfer in state.ledger.expire(batch.at_ms) {
+        record_transfer(tx, &transfer, writes)?;
+    }
+    state.applied_seq = batch.seq;
+    state.last_at_ms = batch.at_ms;
+    Ok(())
+}
+
+fn record_replication(tx: &Transaction<'_>, state: &WriterState) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO replication (singleton, applied_seq, at_ms) VALUES (1, ?1, ?2) \
+         ON CONFLICT (singleton) DO UPDATE SET applied_seq = excluded.applied_seq, at_ms = excluded.at_ms",
+    )?
+    .execute(params![state.applied_seq as i64, state.last_at_ms as i64])?;
+    Ok(())
+}
+
+/// Brings a replica up to date with the log (at most `batches_max` batches, in transactions of
+/// [`LOG_PAGE_BATCHES`]), and returns the accounts whose balances changed. On error the in-memory
+/// state may be ahead of the replica's file and must be reloaded.
+fn catch_up(
+    conn: &mut Connection,
+    state: &mut WriterState,
+    log: &mut PgLog,
+    batches_max: usize,
+) -> Result<Vec<AccountId>, StoreError> {
+    let mut changed = Vec::new();
+    let mut remaining = batches_max;
+    while remaining > 0 {
+        let page = log.read_after(state.applied_seq, LOG_PAGE_BATCHES.min(remaining) as i64)?;
+        if page.is_empty() {
+            break;
+        }
+        remaining -= page.len();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
+        let mut writes = BatchWrites::default();
+        for batch in &page {
+            apply_logged(&tx, state, batch, &mut writes).map_err(internal)?;
+        }
+        insert_transfers(&tx, &writes.transfers).map_err(internal)?;
+        let mut touched = writes.touched;
+        touched.sort_unstable();
+        touched.dedup();
+        state.ledger.check_accounts(&touched).map_err(|violation| internal(violation.to_string()))?;
+        state.dirty.extend_from_slice(&touched);
+        record_replication(&tx, state).map_err(internal)?;
+        tx.commit().map_err(internal)?;
+        changed.extend(touched);
+    }
+    Ok(changed)
 }
 
 struct SnapshotProgress {

@@ -23,8 +23,8 @@ pub const BATCH_COMMANDS_MAX: usize = 8190;
 /// Longest idempotency key accepted.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
 
-/// A write to the store.
-#[derive(Clone, Debug)]
+/// A write to the store. Serializable: the PostgreSQL backend logs commands for every node to replay.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     CreateAccount {
         kind: AccountKind,
@@ -149,7 +149,7 @@ pub enum Command {
 }
 
 /// One split line of a settlement: who is paid, in which role, how much.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
     pub account: AccountId,
     /// owner, data, data_pool, validators or protocol.
@@ -222,7 +222,7 @@ pub struct SettlementLine {
 
 /// The parts of a receipt the caller provides; the store adds its id, time, the previous
 /// receipt's hash, its own hash and the node's signature.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewReceipt {
     pub caller: AccountId,
     pub model: ModelId,
@@ -257,6 +257,20 @@ mod signature_bytes {
     }
 }
 
+/// A MinHash signature as its words (serde handles arrays of at most 32 elements).
+mod signature_words {
+    use tributary_validation::minhash::Signature;
+
+    pub fn serialize<S: serde::Serializer>(words: &Signature, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&words[..], serializer)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Signature, D::Error> {
+        let words: Vec<u32> = serde::Deserialize::deserialize(deserializer)?;
+        let length = words.len();
+        words.try_into().map_err(|_| serde::de::Error::custom(format!("a signature has {length} words")))
+    }
+}
+
 /// The receipt hash (see [`ReceiptRecord`]).
 pub fn receipt_hash(id: u64, created_at_ms: u64, prev_hash: &[u8; 32], body: &str) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
@@ -274,7 +288,7 @@ pub trait ReceiptSigner: Send + Sync + 'static {
     fn sign(&self, hash: &[u8; 32]) -> [u8; 64];
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewContribution {
     pub title: String,
     pub text: String,
@@ -282,12 +296,13 @@ pub struct NewContribution {
 }
 
 /// What the pipeline measures of a text before the writer decides.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Screening {
     pub normalized_hash: [u8; 32],
     /// Bytes and words of the normal form.
     pub normalized_bytes: usize,
     pub words: usize,
+    #[serde(with = "signature_words")]
     pub signature: Signature,
     pub quality: Quality,
     /// Long spans copied from other contributors' accepted text; `None` when not measured.
@@ -400,7 +415,7 @@ pub struct DisputeRecord {
 pub type BatchResult = Result<Vec<Result<Outcome, StoreError>>, StoreError>;
 
 /// A command with its optional idempotency key.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     pub command: Command,
     pub idempotency: Option<IdempotencyKey>,
@@ -414,7 +429,7 @@ impl From<Command> for Request {
 
 /// A client-chosen key, scoped to the calling account, with a hash of the request it was first
 /// used for (so that reusing a key for a different request is detected).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct IdempotencyKey {
     pub scope: AccountId,
     pub key: String,
@@ -523,6 +538,8 @@ pub struct StoreStats {
     pub batches: u64,
     pub commands: u64,
     pub commit_micros_total: u64,
+    /// The last batch of the shared log this node has applied (PostgreSQL backend only).
+    pub log_applied: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,6 @@
-//! Storage tests written against the `Store` trait only, so that every backend runs the same suite.
-//! The embedded SQLite store runs it here; each case gets a fresh store on a fresh file.
+//! Storage tests written against the `Store` trait only, run unchanged against every backend: the
+//! embedded SQLite store and PostgreSQL (see `support`). Each case gets a fresh store.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,6 +9,10 @@ use tributary_core::registry::{AccountKind, Backend, ModelSpec};
 use tributary_core::{AccountId, Amount, DatanetId, TransferId};
 use tributary_ledger::state::{LedgerError, TransferKind};
 use tributary_ledger::store::{IdempotencyKey, NewContribution};
+#[macro_use]
+mod support;
+
+use support::Harness;
 use tributary_ledger::{Clock, Command, Outcome, Request, SqliteStore, Store, StoreError};
 
 /// A clock the test moves by hand.
@@ -20,10 +23,6 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
-}
-
-fn open(path: &Path, clock: Arc<ManualClock>) -> SqliteStore {
-    SqliteStore::open(path, clock).expect("store opens")
 }
 
 async fn user(store: &dyn Store, name: &str) -> AccountId {
@@ -61,11 +60,9 @@ fn keyed(command: Command, scope: AccountId, key: &str, body: &str) -> Request {
     }
 }
 
-#[tokio::test]
-async fn deposits_transfers_and_holds_move_money_exactly() {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn deposits_transfers_and_holds_move_money_exactly(backend: Harness) {
     let clock = Arc::new(ManualClock(AtomicU64::new(1_000)));
-    let store = open(&dir.path().join("t.db"), clock.clone());
+    let store = backend.open(clock.clone());
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
 
     store.execute(Command::Deposit { account: alice, amount: Amount(1_000) }.into()).await.expect("deposit");
@@ -119,11 +116,9 @@ async fn deposits_transfers_and_holds_move_money_exactly() {
     assert_eq!(summary.holds_pending, 0);
 }
 
-#[tokio::test]
-async fn holds_expire_by_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn holds_expire_by_timeout(backend: Harness) {
     let clock = Arc::new(ManualClock(AtomicU64::new(1_000)));
-    let store = open(&dir.path().join("t.db"), clock.clone());
+    let store = backend.open(clock.clone());
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
     store.execute(Command::Deposit { account: alice, amount: Amount(100) }.into()).await.expect("deposit");
     let Ok(Outcome::Transfer(hold)) = store
@@ -146,10 +141,8 @@ async fn holds_expire_by_timeout() {
     assert_eq!(late, Err(StoreError::Ledger(LedgerError::HoldNotPending(hold.id))));
 }
 
-#[tokio::test]
-async fn idempotency_keys_apply_once_and_reject_reuse() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+async fn idempotency_keys_apply_once_and_reject_reuse(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(1))));
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
     store.execute(Command::Deposit { account: alice, amount: Amount(100) }.into()).await.expect("deposit");
     let pay = || keyed(Command::Transfer { from: alice, to: bob, amount: Amount(10) }, alice, "k1", "pay 10");
@@ -182,10 +175,8 @@ async fn idempotency_keys_apply_once_and_reject_reuse() {
     assert_eq!(balance(&store, bob).await, (10 - 1 + 100 - 50, 0));
 }
 
-#[tokio::test]
-async fn one_bad_request_never_sinks_its_batch() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+async fn one_bad_request_never_sinks_its_batch(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(1))));
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
     let results = store
         .execute_batch(vec![
@@ -205,10 +196,8 @@ async fn one_bad_request_never_sinks_its_batch() {
     assert_eq!(balance(&store, bob).await, (4, 0));
 }
 
-#[tokio::test]
-async fn registry_records_datanets_contributions_and_models() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(7))));
+async fn registry_records_datanets_contributions_and_models(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(7))));
     let alice = user(&store, "alice").await;
     let Ok(Outcome::DatanetCreated(datanet)) = store
         .execute(
@@ -276,14 +265,11 @@ async fn registry_records_datanets_contributions_and_models() {
     ));
 }
 
-#[tokio::test]
-async fn acknowledged_writes_survive_reopen_and_tampering_is_detected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.db");
+async fn acknowledged_writes_survive_reopen_and_tampering_is_detected(backend: Harness) {
     let clock = Arc::new(ManualClock(AtomicU64::new(1)));
     let (alice, bob, hold_id);
     {
-        let store = open(&path, clock.clone());
+        let store = backend.open(clock.clone());
         alice = user(&store, "alice").await;
         bob = user(&store, "bob").await;
         store
@@ -300,7 +286,7 @@ async fn acknowledged_writes_survive_reopen_and_tampering_is_detected() {
         store.shutdown().await;
     }
     {
-        let store = open(&path, clock.clone());
+        let store = backend.open(clock.clone());
         assert_eq!(balance(&store, alice).await, (u128::MAX / 2 - 5, 5));
         assert_eq!(store.transfer(hold_id).await.expect("read").map(|t| t.kind), Some(TransferKind::Pending));
         assert_eq!(store.transfer(TransferId(hold_id.0 + 1)).await.expect("read"), None);
@@ -311,20 +297,17 @@ async fn acknowledged_writes_survive_reopen_and_tampering_is_detected() {
         store.shutdown().await;
     }
     // Someone edits a balance behind the node's back: opening must refuse, not serve wrong money.
-    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    let conn = rusqlite::Connection::open(backend.local_file()).expect("open raw");
     conn.execute("UPDATE accounts SET credits_posted = '999' WHERE id = ?1", [bob.0 as i64]).expect("tamper");
     drop(conn);
-    let reopened = SqliteStore::open(&path, clock);
+    let reopened = backend.try_open(clock, None);
     let error = reopened.expect_err("tampered ledger is refused");
     assert!(error.to_string().contains("disagrees with its history"), "{error}");
 }
 
-#[tokio::test]
-async fn account_history_is_complete_newest_first_across_indexed_and_fresh_transfers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.db");
+async fn account_history_is_complete_newest_first_across_indexed_and_fresh_transfers(backend: Harness) {
     let clock = Arc::new(ManualClock(AtomicU64::new(1)));
-    let store = open(&path, clock.clone());
+    let store = backend.open(clock.clone());
     let accounts = [user(&store, "a").await, user(&store, "b").await, user(&store, "c").await];
     for &account in &accounts {
         store.execute(Command::Deposit { account, amount: Amount(1_000_000) }.into()).await.expect("deposit");
@@ -348,7 +331,7 @@ async fn account_history_is_complete_newest_first_across_indexed_and_fresh_trans
     };
     pay(store.execute_batch(requests(&pairs)).await.expect("batch"), &pairs);
     // The writer indexes history once it has been idle for a moment.
-    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let raw = rusqlite::Connection::open(backend.local_file()).expect("raw");
     let watermark = || -> i64 {
         raw.query_row("SELECT indexed_through FROM history_watermark", [], |r| r.get(0)).expect("watermark")
     };
@@ -388,5 +371,15 @@ async fn account_history_is_complete_newest_first_across_indexed_and_fresh_trans
     let store = check(store, expected.clone()).await;
     store.shutdown().await;
     drop(store);
-    check(open(&path, clock), expected).await;
+    check(backend.open(clock), expected).await;
 }
+
+on_both_backends!(
+    deposits_transfers_and_holds_move_money_exactly,
+    holds_expire_by_timeout,
+    idempotency_keys_apply_once_and_reject_reuse,
+    one_bad_request_never_sinks_its_batch,
+    registry_records_datanets_contributions_and_models,
+    acknowledged_writes_survive_reopen_and_tampering_is_detected,
+    account_history_is_complete_newest_first_across_indexed_and_fresh_transfers,
+);

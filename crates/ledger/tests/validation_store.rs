@@ -2,15 +2,18 @@
 //! backend runs the same cases: each stage's verdict and record, the dedup state surviving a
 //! restart, authorisation of votes and stake, and every slashed unit accounted for.
 
-use std::path::Path;
+#[macro_use]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use support::Harness;
 use tributary_core::registry::{AccountKind, ContributionStatus};
 use tributary_core::rules::{AcceptancePolicy, DatanetRules};
 use tributary_core::{AccountId, Amount, ContributionId, DatanetId};
 use tributary_ledger::store::{ContributionStatusCode, DisputeStatus, NewContribution, Screening};
-use tributary_ledger::{Clock, Command, Outcome, SqliteStore, Store, StoreError};
+use tributary_ledger::{Clock, Command, Outcome, Store, StoreError};
 use tributary_validation::containment::Containment;
 
 #[derive(Default)]
@@ -20,10 +23,6 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
-}
-
-fn open(path: &Path, clock: Arc<ManualClock>) -> SqliteStore {
-    SqliteStore::open(path, clock).expect("store opens")
 }
 
 async fn user(store: &dyn Store, name: &str, deposit: u128) -> AccountId {
@@ -90,12 +89,9 @@ const PSALM: &str = "The LORD is my shepherd; I shall not want. He maketh me to 
 const GENESIS: &str = "In the beginning God created the heaven and the earth. And the earth was without form, \
     and void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.";
 
-#[tokio::test]
-async fn each_stage_decides_and_is_recorded_and_dedup_survives_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.db");
+async fn each_stage_decides_and_is_recorded_and_dedup_survives_restart(backend: Harness) {
     let clock = Arc::new(ManualClock(AtomicU64::new(1)));
-    let store = open(&path, Arc::clone(&clock));
+    let store = backend.open(clock.clone());
     let alice = user(&store, "alice", 0).await;
     let bob = user(&store, "bob", 0).await;
     let rules = DatanetRules { min_words: 5, ..DatanetRules::default() };
@@ -155,7 +151,7 @@ async fn each_stage_decides_and_is_recorded_and_dedup_survives_restart() {
     // Restart: the exact and near-duplicate state comes back.
     store.shutdown().await;
     drop(store);
-    let store = open(&path, clock);
+    let store = backend.open(clock);
     let (_, status, reason) = contribute(&store, psalms, bob, &format!("  {PSALM} ")).await;
     assert_eq!((status, reason.as_deref()), (ContributionStatusCode::Rejected, Some("duplicate")));
     let (_, status, reason) = contribute(&store, psalms, bob, &PSALM.to_lowercase()).await;
@@ -163,10 +159,8 @@ async fn each_stage_decides_and_is_recorded_and_dedup_survives_restart() {
     assert_eq!(contribute(&store, psalms, bob, GENESIS).await.1, ContributionStatusCode::Accepted);
 }
 
-#[tokio::test]
-async fn bonds_are_held_forfeited_on_duplicates_and_protected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+async fn bonds_are_held_forfeited_on_duplicates_and_protected(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(1))));
     let owner = user(&store, "owner", 0).await;
     let poor = user(&store, "poor", 0).await;
     let rich = user(&store, "rich", 100).await;
@@ -189,10 +183,8 @@ async fn bonds_are_held_forfeited_on_duplicates_and_protected() {
     assert!(matches!(void, Err(StoreError::Forbidden(_))), "{void:?}");
 }
 
-#[tokio::test]
-async fn review_votes_disputes_and_slashing_conserve_every_unit() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+async fn review_votes_disputes_and_slashing_conserve_every_unit(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(1))));
     let owner = user(&store, "owner", 0).await;
     let author = user(&store, "author", 0).await;
     let copier = user(&store, "copier", 100).await;
@@ -334,10 +326,8 @@ async fn review_votes_disputes_and_slashing_conserve_every_unit() {
     assert_eq!(balance(&store, v3).await, (5_000, 0));
 }
 
-#[tokio::test]
-async fn a_datanet_without_validators_is_reviewed_by_its_owner() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+async fn a_datanet_without_validators_is_reviewed_by_its_owner(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(1))));
     let owner = user(&store, "owner", 0).await;
     let author = user(&store, "author", 0).await;
     let stranger = user(&store, "stranger", 0).await;
@@ -381,11 +371,9 @@ async fn a_datanet_without_validators_is_reviewed_by_its_owner() {
 
 /// Regression: a dispute opened once the bond's window had passed, but before the writer released
 /// the expired hold, tried to void it and panicked the writer (found by the random-operation test).
-#[tokio::test]
-async fn a_dispute_at_the_end_of_the_bond_window_does_not_crash_the_writer() {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn a_dispute_at_the_end_of_the_bond_window_does_not_crash_the_writer(backend: Harness) {
     let clock = Arc::new(ManualClock(AtomicU64::new(1)));
-    let store = open(&dir.path().join("t.db"), Arc::clone(&clock));
+    let store = backend.open(clock.clone());
     let owner = user(&store, "owner", 100).await;
     let author = user(&store, "author", 100).await;
     let disputer = user(&store, "disputer", 10).await;
@@ -417,10 +405,8 @@ async fn a_dispute_at_the_end_of_the_bond_window_does_not_crash_the_writer() {
         .expect("writer alive");
 }
 
-#[tokio::test]
-async fn a_dismissed_dispute_forfeits_the_disputers_bond() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir.path().join("t.db"), Arc::new(ManualClock(AtomicU64::new(1))));
+async fn a_dismissed_dispute_forfeits_the_disputers_bond(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(1))));
     let owner = user(&store, "owner", 100).await;
     let author = user(&store, "author", 100).await;
     let disputer = user(&store, "disputer", 30).await;
@@ -461,3 +447,12 @@ async fn a_dismissed_dispute_forfeits_the_disputers_bond() {
         ContributionStatus::Accepted
     );
 }
+
+on_both_backends!(
+    each_stage_decides_and_is_recorded_and_dedup_survives_restart,
+    bonds_are_held_forfeited_on_duplicates_and_protected,
+    review_votes_disputes_and_slashing_conserve_every_unit,
+    a_datanet_without_validators_is_reviewed_by_its_owner,
+    a_dispute_at_the_end_of_the_bond_window_does_not_crash_the_writer,
+    a_dismissed_dispute_forfeits_the_disputers_bond,
+);

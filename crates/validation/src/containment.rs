@@ -13,7 +13,7 @@ pub struct CopiedSpan {
     pub sources: Vec<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Containment {
     /// Share of the text's words covered by counted spans, in basis points.
     pub contained_bps: u32,

@@ -6,7 +6,7 @@
 
 use tributary_core::rules::DatanetRules;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Quality {
     pub repetition_bps: u32,
     pub symbol_bps: u32,
