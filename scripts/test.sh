@@ -9,10 +9,27 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-# PostgreSQL is what the scale-out tests use; start the machine's cluster if it is installed but down.
-if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
-    if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
-        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+# The PostgreSQL backend's tests need a PostgreSQL server on 127.0.0.1:5432 that lets the
+# `postgres` user in (TRIBUTARY_TEST_POSTGRES names another one). Install it if it is missing
+# (Debian or Ubuntu, as root), start it if it is down, and stop early if it cannot be reached.
+if [ -z "${TRIBUTARY_TEST_POSTGRES:-}" ]; then
+    if ! command -v pg_ctlcluster >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "== installing PostgreSQL (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql postgresql-client >/dev/null
+    fi
+    if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+        if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+            pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+        fi
+    fi
+    for _ in $(seq 1 50); do
+        pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    if ! psql "postgresql://postgres@127.0.0.1:5432/postgres" -Atc "SELECT 1" >/dev/null 2>&1; then
+        echo "error: no PostgreSQL accepts user postgres on 127.0.0.1:5432; start one, or set" >&2
+        echo "       TRIBUTARY_TEST_POSTGRES=postgresql://USER@HOST:PORT to a server tests may create databases on" >&2
+        exit 1
     fi
 fi
 

@@ -1,6 +1,8 @@
 //! One datanet's segments on disk: a directory of segment files and a `MANIFEST` naming the ones in
 //! use, replaced atomically (write a temporary file, rename). Files not in the manifest are
-//! leftovers of an interrupted build or merge and are deleted.
+//! leftovers of an interrupted build or merge and are deleted. The manifest may also name the
+//! layout its segments follow (an opaque line for whoever builds them, such as the node's index
+//! manager); a manifest without one makes no promise about how its segments were cut.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use crate::{IndexError, version_of};
 
 const MANIFEST: &str = "MANIFEST";
 const MANIFEST_HEADER: &str = "tributary-index-manifest 1";
+/// Longest layout name a manifest may carry.
+pub const LAYOUT_NAME_BYTES_MAX: usize = 128;
 
 /// The segments of one datanet, and what they cover.
 #[derive(Clone, Debug, Default)]
@@ -17,7 +21,11 @@ pub struct SegmentSet {
     pub segments: Vec<Arc<Segment>>,
     /// The highest contribution id indexed (contributions are indexed in id order).
     pub indexed_through: u64,
+    /// Distinct contributions held (a document too large for one segment is cut across several,
+    /// and counts once).
     pub contributions: u64,
+    /// The layout the manifest says its segments follow, if it names one.
+    pub layout: Option<String>,
 }
 
 impl SegmentSet {
@@ -43,25 +51,60 @@ pub fn load(dir: &Path) -> Result<SegmentSet, IndexError> {
     }
     let mut set = SegmentSet::default();
     for line in lines {
+        if let Some(layout) = line.strip_prefix("layout ") {
+            if set.layout.is_some() || !set.segments.is_empty() || layout.len() > LAYOUT_NAME_BYTES_MAX {
+                return Err(corrupt("bad layout line"));
+            }
+            set.layout = Some(layout.to_owned());
+            continue;
+        }
         let name = line.strip_prefix("segment ").ok_or_else(|| corrupt("unknown manifest line"))?;
         if name.contains('/') || !name.ends_with(".seg") {
             return Err(corrupt("bad segment file name"));
         }
-        let segment = Segment::open(&dir.join(name))?;
-        for document in segment.documents() {
-            set.indexed_through = set.indexed_through.max(document.contribution);
-        }
-        set.contributions += segment.documents().len() as u64;
-        set.segments.push(Arc::new(segment));
+        set.segments.push(Arc::new(Segment::open(&dir.join(name))?));
     }
+    (set.indexed_through, set.contributions) = coverage(&set.segments);
     Ok(set)
+}
+
+/// The highest contribution id in `segments` and how many distinct contributions they hold (a
+/// document cut across segments appears in consecutive ones).
+pub fn coverage(segments: &[Arc<Segment>]) -> (u64, u64) {
+    let (mut indexed_through, mut contributions, mut previous) = (0, 0, None);
+    for segment in segments {
+        for document in segment.documents() {
+            indexed_through = indexed_through.max(document.contribution);
+            if previous != Some(document.contribution) {
+                contributions += 1;
+                previous = Some(document.contribution);
+            }
+        }
+    }
+    (indexed_through, contributions)
 }
 
 /// Makes `segments` the datanet's set: writes the manifest atomically, then deletes every other
 /// segment file in the directory.
 pub fn commit(dir: &Path, segments: &[Arc<Segment>]) -> Result<(), IndexError> {
+    commit_with_layout(dir, segments, None)
+}
+
+/// [`commit`], recording in the manifest the name of the layout the segments follow.
+pub fn commit_with_layout(
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    layout: Option<&str>,
+) -> Result<(), IndexError> {
     std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
     let mut text = format!("{MANIFEST_HEADER}\n");
+    if let Some(layout) = layout {
+        assert!(
+            layout.len() <= LAYOUT_NAME_BYTES_MAX && !layout.contains('\n'),
+            "a layout name is one short line: {layout:?}"
+        );
+        text.push_str(&format!("layout {layout}\n"));
+    }
     let mut keep = std::collections::HashSet::new();
     for segment in segments {
         let name = segment.path().file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();

@@ -210,6 +210,8 @@ CREATE TABLE replication (
 
 enum Message {
     Submit(Vec<Request>, Reply),
+    /// Answered once the replica has applied everything in the log when it was asked.
+    Sync(oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -370,6 +372,36 @@ impl SqliteStore {
         }
     }
 
+    /// In a replica, waits until everything in the shared log at the time of the call is applied
+    /// here; at once in an embedded store.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        if !self.replicated {
+            return Ok(());
+        }
+        let (reply, done) = oneshot::channel();
+        match self.sender.try_send(Message::Sync(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(StoreError::ShuttingDown),
+        }
+        done.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// A lookup by id or key. In a replica, what another node has just created may not have arrived
+    /// yet: a miss waits for the replica to catch up with the log and looks again, so a client that
+    /// creates something through one node can use it through another at once.
+    async fn lookup<T: Send + 'static>(
+        &self,
+        query: impl Fn(&Connection) -> Result<Option<T>, StoreError> + Clone + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        let found = self.read(query.clone()).await?;
+        if found.is_some() || !self.replicated {
+            return Ok(found);
+        }
+        self.sync().await?;
+        self.read(query).await
+    }
+
     /// Applies requests, blocking the calling thread until they are durable (for non-async callers).
     pub fn execute_batch_blocking(&self, requests: Vec<Request>) -> BatchResult {
         self.submit(requests, false)?.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
@@ -442,7 +474,7 @@ impl Store for SqliteStore {
 
     async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         let account = self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 conn.query_row(&format!("{ACCOUNT_SELECT} WHERE id = ?1"), [id.0 as i64], account_from_row)
                     .optional()
                     .map_err(internal)?
@@ -463,7 +495,7 @@ impl Store for SqliteStore {
         &self,
         key_hash: [u8; 32],
     ) -> Result<Option<(AccountId, AccountKind)>, StoreError> {
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             let row: Option<(i64, String)> = conn
                 .query_row("SELECT id, kind FROM accounts WHERE api_key_hash = ?1", [&key_hash[..]], |row| {
                     Ok((row.get(0)?, row.get(1)?))
@@ -476,7 +508,7 @@ impl Store for SqliteStore {
     }
 
     async fn operator(&self) -> Result<Option<AccountId>, StoreError> {
-        self.read(|conn| {
+        self.lookup(|conn| {
             conn.query_row("SELECT id FROM accounts WHERE kind = 'operator'", [], |row| row.get::<_, i64>(0))
                 .optional()
                 .map(|id| id.map(|id| AccountId(id as u64)))
@@ -486,7 +518,7 @@ impl Store for SqliteStore {
     }
 
     async fn datanet(&self, id: DatanetId) -> Result<Option<Datanet>, StoreError> {
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             conn.query_row(&format!("{DATANET_SELECT} WHERE d.id = ?1"), [id.0 as i64], datanet_from_row)
                 .optional()
                 .map_err(internal)
@@ -516,7 +548,7 @@ impl Store for SqliteStore {
     }
 
     async fn contribution(&self, id: ContributionId) -> Result<Option<Contribution>, StoreError> {
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             conn.query_row(
                 "SELECT id, datanet, contributor, title, body, source, content_hash, status, reason, created_at_ms,
                  findings FROM contributions WHERE id = ?1",
@@ -555,7 +587,7 @@ impl Store for SqliteStore {
     }
 
     async fn model(&self, id: ModelId) -> Result<Option<Model>, StoreError> {
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             conn.query_row(&format!("{MODEL_SELECT} WHERE id = ?1"), [id.0 as i64], model_from_row)
                 .optional()
                 .map_err(internal)?
@@ -613,7 +645,7 @@ impl Store for SqliteStore {
     }
 
     async fn dispute(&self, id: u64) -> Result<Option<DisputeRecord>, StoreError> {
-        self.read(move |conn| validation::read_dispute(conn, id)).await
+        self.lookup(move |conn| validation::read_dispute(conn, id)).await
     }
 
     async fn models(&self) -> Result<Vec<Model>, StoreError> {
@@ -626,7 +658,7 @@ impl Store for SqliteStore {
     }
 
     async fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError> {
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             conn.query_row(&format!("{TRANSFER_SELECT} WHERE id = ?1"), [id.0 as i64], transfer_from_row)
                 .optional()
                 .map_err(internal)?
@@ -636,7 +668,7 @@ impl Store for SqliteStore {
     }
 
     async fn receipt(&self, id: u64) -> Result<Option<ReceiptRecord>, StoreError> {
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             let row = conn
                 .query_row(
                     "SELECT id, caller, model, body, prev_hash, hash, signature, transfers, created_at_ms
@@ -731,7 +763,7 @@ impl Store for SqliteStore {
     }
 
     async fn epoch(&self, epoch: u64) -> Result<Option<EpochRecord>, StoreError> {
-        self.read(move |conn| epochs::epoch(conn, epoch)).await
+        self.lookup(move |conn| epochs::epoch(conn, epoch)).await
     }
 
     async fn epochs(&self, limit: u32) -> Result<Vec<EpochRecord>, StoreError> {
@@ -743,7 +775,7 @@ impl Store for SqliteStore {
     }
 
     async fn receipt_epoch(&self, id: u64) -> Result<Option<u64>, StoreError> {
-        self.read(move |conn| epochs::receipt_epoch(conn, id)).await
+        self.lookup(move |conn| epochs::receipt_epoch(conn, id)).await
     }
 
     async fn receipt_hashes(&self, first: u64, last: u64) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
@@ -1163,6 +1195,21 @@ impl WriterState {
         let snapshot_through = conn
             .query_row("SELECT snapshot_through FROM balance_watermark", [], |row| row.get::<_, i64>(0))
             .map_err(internal)? as u64;
+        // Accounts whose rows predate transfers after the snapshot: the next snapshot must write
+        // them, or it would move the watermark past changes their rows do not hold.
+        let mut dirty = Vec::new();
+        {
+            let mut statement = conn
+                .prepare("SELECT debit_account, credit_account FROM transfers WHERE id > ?1")
+                .map_err(internal)?;
+            let mut rows = statement.query([snapshot_through as i64]).map_err(internal)?;
+            while let Some(row) = rows.next().map_err(internal)? {
+                dirty.push(AccountId(row.get::<_, i64>(0).map_err(internal)? as u64));
+                dirty.push(AccountId(row.get::<_, i64>(1).map_err(internal)? as u64));
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
         let last_receipt: Option<(i64, Vec<u8>)> = conn
             .query_row("SELECT id, hash FROM receipts ORDER BY id DESC LIMIT 1", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
@@ -1191,7 +1238,7 @@ impl WriterState {
             last_receipt_hash,
             history_indexed_through,
             snapshot_through,
-            dirty: Vec::new(),
+            dirty,
             datanets,
             operator,
             next_account_id: next("accounts")?,
@@ -1249,6 +1296,7 @@ impl Writer {
                 None => EXPIRY_POLL_MS_MAX,
             };
             let mut batch: Vec<(Vec<Request>, Reply)> = Vec::new();
+            let mut syncs = Vec::new();
             let mut commands = 0usize;
             let mut idle_wait_ms =
                 if self.history_lag() > 0 { wait_ms.min(HISTORY_IDLE_MS) } else { wait_ms };
@@ -1257,7 +1305,7 @@ impl Writer {
             }
             let first = receiver.recv_timeout(Duration::from_millis(idle_wait_ms));
             if matches!(first, Err(RecvTimeoutError::Timeout)) {
-                self.follow_log();
+                let _ = self.follow_log(LOG_FOLLOW_BATCHES_MAX);
                 // Idle: bring the derived data (balance snapshot, account history) up to date.
                 self.snapshot_balances();
                 if self.history_lag() > 0 {
@@ -1269,6 +1317,7 @@ impl Writer {
                     commands += requests.len();
                     batch.push((requests, reply));
                 }
+                Ok(Message::Sync(reply)) => syncs.push(reply),
                 Ok(Message::Shutdown(reply)) => shutdown = Some(reply),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -1280,6 +1329,7 @@ impl Writer {
                         commands += requests.len();
                         batch.push((requests, reply));
                     }
+                    Ok(Message::Sync(reply)) => syncs.push(reply),
                     Ok(Message::Shutdown(reply)) => shutdown = Some(reply),
                     Err(_) => break,
                 }
@@ -1287,6 +1337,12 @@ impl Writer {
             let expiry_due = self.state.ledger.next_expiry_ms().is_some_and(|at| at <= self.clock.now_ms());
             if !batch.is_empty() || expiry_due {
                 self.commit_batch(batch);
+            }
+            if !syncs.is_empty() {
+                let result = self.follow_log(usize::MAX);
+                for reply in syncs {
+                    let _ = reply.send(result.clone());
+                }
             }
             if self.history_lag() >= HISTORY_CHUNK_TRANSFERS {
                 // Busy: index in full chunks, so the cost is amortised and the lag stays bounded.
@@ -1402,15 +1458,20 @@ impl Writer {
         }
     }
 
-    /// In a replica, applies what other nodes appended to the log since the last look.
-    fn follow_log(&mut self) {
-        let Some(log) = self.log.as_mut() else { return };
-        match catch_up(&mut self.conn, &mut self.state, log, LOG_FOLLOW_BATCHES_MAX) {
-            Ok(touched) => self.publish(&touched),
+    /// In a replica, applies (up to `batches_max`) batches other nodes appended to the log since
+    /// the last look.
+    fn follow_log(&mut self, batches_max: usize) -> Result<(), StoreError> {
+        let Some(log) = self.log.as_mut() else { return Ok(()) };
+        match catch_up(&mut self.conn, &mut self.state, log, batches_max) {
+            Ok(touched) => {
+                self.publish(&touched);
+                Ok(())
+            }
             Err(error) => {
                 tracing::error!(%error, "applying the log failed; reloading the replica's state");
                 self.reload();
                 std::thread::sleep(Duration::from_millis(EXPIRY_POLL_MS_MAX));
+                Err(error)
             }
         }
     }

@@ -374,6 +374,66 @@ async fn account_history_is_complete_newest_first_across_indexed_and_fresh_trans
     check(backend.open(clock), expected).await;
 }
 
+/// A crash leaves account rows as of the last balance snapshot and transfers after it. The next
+/// snapshot must rewrite those accounts too, not only the ones touched since the restart, or it
+/// moves the watermark past changes their rows do not hold and the next start refuses the ledger.
+async fn a_restart_after_a_crash_keeps_the_balance_snapshot_whole(backend: Harness) {
+    let clock = Arc::new(ManualClock(AtomicU64::new(1)));
+    let (alice, bob, carol, dave);
+    {
+        let store = backend.open(clock.clone());
+        alice = user(&store, "alice").await;
+        bob = user(&store, "bob").await;
+        carol = user(&store, "carol").await;
+        dave = user(&store, "dave").await;
+        for account in [alice, carol] {
+            store.execute(Command::Deposit { account, amount: Amount(100) }.into()).await.expect("deposit");
+        }
+        store.shutdown().await;
+    }
+    let raw = rusqlite::Connection::open(backend.local_file()).expect("raw");
+    let snapshot: Vec<(i64, rusqlite::types::Value, rusqlite::types::Value)> = raw
+        .prepare("SELECT id, debits_posted, credits_posted FROM accounts")
+        .expect("prepare")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let watermark: i64 =
+        raw.query_row("SELECT snapshot_through FROM balance_watermark", [], |row| row.get(0)).expect("mark");
+    drop(raw);
+    {
+        let store = backend.open(clock.clone());
+        store
+            .execute(Command::Transfer { from: alice, to: bob, amount: Amount(30) }.into())
+            .await
+            .expect("transfer");
+        store.shutdown().await;
+    }
+    // What a SIGKILL before the next snapshot leaves: the rows and the watermark of the last one.
+    let raw = rusqlite::Connection::open(backend.local_file()).expect("raw");
+    for (id, debits, credits) in &snapshot {
+        raw.execute(
+            "UPDATE accounts SET debits_posted = ?2, credits_posted = ?3 WHERE id = ?1",
+            rusqlite::params![id, debits, credits],
+        )
+        .expect("restore row");
+    }
+    raw.execute("UPDATE balance_watermark SET snapshot_through = ?1", [watermark]).expect("restore mark");
+    drop(raw);
+    for round in 0..2 {
+        let store = backend.open(clock.clone());
+        assert_eq!(balance(&store, alice).await, (70, 0), "round {round}");
+        assert_eq!(balance(&store, bob).await, (30, 0), "round {round}");
+        store
+            .execute(Command::Transfer { from: carol, to: dave, amount: Amount(1) }.into())
+            .await
+            .expect("transfer");
+        assert!(store.ledger_summary().await.is_ok(), "round {round}");
+        store.shutdown().await;
+    }
+}
+
 on_both_backends!(
     deposits_transfers_and_holds_move_money_exactly,
     holds_expire_by_timeout,
@@ -382,4 +442,5 @@ on_both_backends!(
     registry_records_datanets_contributions_and_models,
     acknowledged_writes_survive_reopen_and_tampering_is_detected,
     account_history_is_complete_newest_first_across_indexed_and_fresh_transfers,
+    a_restart_after_a_crash_keeps_the_balance_snapshot_whole,
 );

@@ -116,6 +116,12 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        if let Some(applied) = store.log_applied {
+            let _ = writeln!(
+                out,
+                "# HELP tributary_log_applied_batch The last batch of the shared PostgreSQL log this node applied.\n# TYPE tributary_log_applied_batch gauge\ntributary_log_applied_batch {applied}"
+            );
+        }
         out
     }
 }

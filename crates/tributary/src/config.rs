@@ -23,6 +23,7 @@ pub struct FileConfig {
     pub chain_rpc: Option<String>,
     pub chain_contract: Option<String>,
     pub chain_key_file: Option<PathBuf>,
+    pub store: Option<String>,
 }
 
 impl FileConfig {
@@ -42,6 +43,31 @@ pub struct NodeSettings {
     pub server: ServerConfig,
     /// Where epoch roots are published, if anywhere.
     pub chain: Option<ChainSettings>,
+    pub store: StoreLocation,
+}
+
+/// Where the node keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// One SQLite file in the data directory: a single node, nothing to install.
+    Embedded,
+    /// A PostgreSQL database (a `postgres://` or `postgresql://` URL) that several nodes share;
+    /// the data directory keeps this node's replica and keys.
+    Postgres(String),
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<StoreLocation> {
+        if text == "embedded" || text == "sqlite" {
+            Ok(StoreLocation::Embedded)
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(text.to_owned()))
+        } else {
+            anyhow::bail!("store {text:?} is neither `embedded` nor a postgres:// URL")
+        }
+    }
 }
 
 /// An EVM chain to publish epoch roots to: all three settings, or none.
@@ -77,8 +103,13 @@ impl NodeSettings {
                 "publishing roots on chain needs all of --chain-rpc, --chain-contract and --chain-key-file"
             ),
         };
+        let store = match flags.store.clone().or(file.store) {
+            Some(text) => text.parse()?,
+            None => StoreLocation::Embedded,
+        };
         Ok(NodeSettings {
             chain,
+            store,
             data: flags.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
             server: ServerConfig {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use tributary_index::segment::{DocumentInput, Segment, build_segments};
 use tributary_index::store as segment_store;
 use tributary_ledger::store::Store;
 use tributary_ledger::{SqliteStore, SystemClock};
@@ -46,14 +45,13 @@ pub async fn build(data: &Path) -> anyhow::Result<()> {
         segment_store::clear(&dir)?;
         let progress = bar.clone();
         let (segments, dir) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let inputs: Vec<DocumentInput<'_>> = contributions
-                .iter()
-                .map(|c| DocumentInput { contribution: c.id.0, contributor: c.contributor.0, text: &c.text })
-                .collect();
-            let paths = build_segments(&dir, &inputs, &|bytes| progress.inc(bytes))?;
-            let segments =
-                paths.iter().map(|p| Segment::open(p).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
-            segment_store::commit(&dir, &segments)?;
+            // The node's own layout, so that it reuses every segment instead of rebuilding.
+            let segments = tributary_server::indexing::build_in_layout(
+                &dir,
+                &contributions,
+                tributary_server::indexing::LAYOUT_BLOCK_CONTRIBUTIONS,
+                &|bytes| progress.inc(bytes),
+            )?;
             Ok((segments, dir))
         })
         .await??;

@@ -284,6 +284,10 @@ pub struct ServeArgs {
     /// File holding the hex private key that owns the contract.
     #[arg(long, env = "TRIBUTARY_CHAIN_KEY_FILE")]
     chain_key_file: Option<PathBuf>,
+    /// Where the data lives: `embedded` (default: SQLite in the data directory) or a
+    /// postgres:// URL shared by several nodes (which must share DATA/node.key too).
+    #[arg(long, env = "TRIBUTARY_STORE", hide_env_values = true)]
+    store: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -532,6 +536,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let node = node::start(
                 &settings.data,
                 settings.listen,
+                &settings.store,
                 settings.server.clone(),
                 settings.chain.as_ref(),
             )

@@ -10,10 +10,14 @@ use tokio::net::TcpListener;
 use tributary_ledger::{SqliteStore, Store, SystemClock};
 use tributary_server::{AppState, ServerConfig};
 
+use crate::config::StoreLocation;
+
 pub const DATABASE_FILE: &str = "tributary.db";
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
 pub const INDEX_DIR: &str = "index";
 pub const NODE_KEY_FILE: &str = "node.key";
+/// Where a node on PostgreSQL keeps its replica of the shared log.
+pub const REPLICA_DIR: &str = "replicas";
 
 /// A node that is listening.
 pub struct RunningNode {
@@ -30,6 +34,7 @@ pub struct RunningNode {
 pub async fn start(
     data: &Path,
     listen: SocketAddr,
+    store: &StoreLocation,
     mut config: ServerConfig,
     chain: Option<&crate::config::ChainSettings>,
 ) -> anyhow::Result<RunningNode> {
@@ -43,10 +48,23 @@ pub async fn start(
             .context("loading the node key")?,
     );
     config.node_public_key = node_key.public_key();
-    let store = Arc::new(
-        SqliteStore::open_with_signer(&data.join(DATABASE_FILE), Arc::new(SystemClock), Some(node_key))
-            .with_context(|| format!("opening the store in {}", data.display()))?,
-    );
+    let store = Arc::new(match store {
+        StoreLocation::Embedded => {
+            SqliteStore::open_with_signer(&data.join(DATABASE_FILE), Arc::new(SystemClock), Some(node_key))
+                .with_context(|| format!("opening the store in {}", data.display()))?
+        }
+        StoreLocation::Postgres(url) => {
+            let name = format!("{listen} pid {}", std::process::id());
+            SqliteStore::open_postgres(
+                url,
+                &data.join(REPLICA_DIR),
+                &name,
+                Arc::new(SystemClock),
+                Some(node_key),
+            )
+            .context("opening the PostgreSQL store")?
+        }
+    });
     let key_path = data.join(OPERATOR_KEY_FILE);
     if store.operator().await?.is_none() && key_path.exists() {
         anyhow::bail!(
@@ -171,11 +189,24 @@ pub struct LocalNode {
 impl LocalNode {
     /// Starts a node on the empty data directory `data`.
     pub async fn start(data: &Path) -> anyhow::Result<LocalNode> {
-        let node =
-            start(data, "127.0.0.1:0".parse().context("loopback address")?, ServerConfig::default(), None)
-                .await?;
+        LocalNode::start_on(data, &StoreLocation::Embedded, None).await
+    }
+
+    /// Starts a node on `store`, with the operator key `operator_key` when the store already has
+    /// an operator (another node made it).
+    pub async fn start_on(
+        data: &Path,
+        store: &StoreLocation,
+        operator_key: Option<String>,
+    ) -> anyhow::Result<LocalNode> {
+        let loopback = "127.0.0.1:0".parse().context("loopback address")?;
+        let node = start(data, loopback, store, ServerConfig::default(), None).await?;
         let base = format!("http://{}", node.address);
-        let operator_key = node.new_operator_key.clone().context("a fresh node creates its operator")?;
+        let operator_key = node
+            .new_operator_key
+            .clone()
+            .or(operator_key)
+            .context("a fresh store creates its operator; a shared one needs its key")?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(node.serve(async move {
             let _ = stopped.await;

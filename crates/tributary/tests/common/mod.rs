@@ -268,3 +268,49 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The PostgreSQL server tests use (`TRIBUTARY_TEST_POSTGRES`, a URL without a database name).
+pub fn postgres_server() -> String {
+    std::env::var("TRIBUTARY_TEST_POSTGRES").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432".into())
+}
+
+/// A PostgreSQL database of the test's own, created with `psql` and dropped when the test ends.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub fn create(label: &str) -> PgDatabase {
+        let name = format!("tributary_{label}_{}", std::process::id());
+        psql(
+            &format!("{}/postgres", postgres_server()),
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        psql(&format!("{}/postgres", postgres_server()), &format!("CREATE DATABASE {name}"));
+        PgDatabase { url: format!("{}/{name}", postgres_server()), name }
+    }
+
+    /// Runs SQL on the database; returns the rows, unaligned, one per line.
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let url = format!("{}/postgres", postgres_server());
+        let _ = Command::new("psql")
+            .args([url.as_str(), "-Atc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql runs (./scripts/test.sh installs and starts PostgreSQL)");
+    assert!(output.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
