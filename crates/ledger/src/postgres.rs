@@ -12,18 +12,18 @@
 //! (the same code path as the embedded store). A replica is derived data: deleting it costs only
 //! the time to replay the log. Idle writers poll the log so replicas stay a few milliseconds behind.
 //!
-//! Beside the log, each batch writes set-based mirrors of what it did, in the same transaction:
-//! its transfers, and the balances of the accounts it touched, as `numeric(39,0)`. They let an
-//! operator audit the money in SQL (debits equal credits) without trusting any node.
+//! Beside the log, each batch writes its transfers to a `transfers` table in the same transaction,
+//! in one set-based statement, amounts as `numeric(39,0)`; the `account_balances` view derives
+//! every account's balances from them. They let an operator audit the money in SQL (debits equal
+//! credits, no account but the external one below zero) without trusting any node.
 //!
 //! Every node on one database must sign receipts with the same key (replay re-signs them, and
 //! ed25519 signatures are deterministic): the first node records a probe signature and a node
 //! with a different key refuses to start.
 
 use postgres::{Client, GenericClient, NoTls, Transaction};
-use tributary_core::AccountId;
 
-use crate::state::{Balances, Transfer, TransferKind};
+use crate::state::{Transfer, TransferKind};
 use crate::store::{ReceiptSigner, Request, StoreError};
 
 /// The advisory lock every appending transaction holds (an arbitrary constant: "tribuTAR").
@@ -37,7 +37,7 @@ CREATE TABLE cluster (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     id text NOT NULL,
     -- The first node's signature of a fixed message: every node must sign receipts alike.
-    receipt_key_probe bytea
+    receipt_key_probe bytea NOT NULL
 );
 CREATE TABLE log_batches (
     seq bigint PRIMARY KEY CHECK (seq > 0),
@@ -47,16 +47,6 @@ CREATE TABLE log_batches (
     -- The batch's requests, JSON.
     body bytea NOT NULL,
     committed_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE accounts (
-    id bigint PRIMARY KEY,
-    kind text NOT NULL,
-    debits_posted numeric(39,0) NOT NULL CHECK (debits_posted >= 0),
-    credits_posted numeric(39,0) NOT NULL CHECK (credits_posted >= 0),
-    debits_pending numeric(39,0) NOT NULL CHECK (debits_pending >= 0),
-    credits_pending numeric(39,0) NOT NULL CHECK (credits_pending >= 0),
-    -- The log batch that last changed these balances.
-    seq bigint NOT NULL REFERENCES log_batches (seq)
 );
 CREATE TABLE transfers (
     id bigint PRIMARY KEY,
@@ -69,14 +59,50 @@ CREATE TABLE transfers (
     expires_at_ms bigint,
     created_at_ms bigint NOT NULL
 );
-CREATE INDEX transfers_by_seq ON transfers (seq);
+-- Every account's balances, from the transfers alone (a view, so the write path pays nothing
+-- for it). A post or a void releases the hold it names in full.
+CREATE VIEW account_balances AS
+WITH moves (account, debits_posted, credits_posted, debits_pending, credits_pending) AS (
+    SELECT debit_account, amount, 0, 0, 0 FROM transfers WHERE kind IN ('posted', 'post_pending')
+    UNION ALL
+    SELECT credit_account, 0, amount, 0, 0 FROM transfers WHERE kind IN ('posted', 'post_pending')
+    UNION ALL
+    SELECT debit_account, 0, 0, amount, 0 FROM transfers WHERE kind = 'pending'
+    UNION ALL
+    SELECT credit_account, 0, 0, 0, amount FROM transfers WHERE kind = 'pending'
+    UNION ALL
+    SELECT hold.debit_account, 0, 0, -hold.amount, 0
+    FROM transfers release JOIN transfers hold ON hold.id = release.pending_id
+    UNION ALL
+    SELECT hold.credit_account, 0, 0, 0, -hold.amount
+    FROM transfers release JOIN transfers hold ON hold.id = release.pending_id
+)
+SELECT account AS id,
+    sum(debits_posted)::numeric(39,0) AS debits_posted,
+    sum(credits_posted)::numeric(39,0) AS credits_posted,
+    sum(debits_pending)::numeric(39,0) AS debits_pending,
+    sum(credits_pending)::numeric(39,0) AS credits_pending
+FROM moves GROUP BY account;
 "#];
 
 /// The message whose signature identifies the receipt key (see the module notes).
 const KEY_PROBE_MESSAGE: &[u8] = b"tributary-cluster-receipt-key-probe-v1";
 
+/// A PostgreSQL error with its causes: the client's own message names only the kind of failure
+/// ("db error"), the server's reason is its source.
+fn describe(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn log_error(error: postgres::Error) -> StoreError {
-    StoreError::Internal(format!("postgresql: {error}"))
+    StoreError::Internal(format!("postgresql: {}", describe(&error)))
 }
 
 /// One batch of the log.
@@ -93,8 +119,6 @@ pub(crate) struct Append<'a> {
     pub at_ms: u64,
     pub requests: &'a [&'a Request],
     pub transfers: &'a [Transfer],
-    /// Touched accounts in id order, with kind and balances after the batch.
-    pub accounts: &'a [(AccountId, &'static str, Balances)],
 }
 
 /// The synchronous client drives a runtime of its own, which may be neither used nor dropped on a
@@ -141,31 +165,24 @@ impl std::fmt::Debug for PgLog {
 impl PgLog {
     /// Connects, migrates the schema and joins (or founds) the cluster. Blocking: call it off the
     /// async runtime (the `postgres` client runs its own).
-    pub fn connect(url: &str, node: &str, signer: Option<&dyn ReceiptSigner>) -> Result<PgLog, StoreError> {
+    pub fn connect(url: &str, node: &str, signer: &dyn ReceiptSigner) -> Result<PgLog, StoreError> {
         let mut client = Client::connect(url, NoTls)
-            .map_err(|e| StoreError::Internal(format!("connecting to PostgreSQL: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("connecting to PostgreSQL: {}", describe(&e))))?;
         migrate(&mut client).map_err(log_error)?;
-        let probe = signer.map(|signer| signer.sign(blake3::hash(KEY_PROBE_MESSAGE).as_bytes()).to_vec());
+        let probe = signer.sign(blake3::hash(KEY_PROBE_MESSAGE).as_bytes()).to_vec();
         let mut tx = client.transaction().map_err(log_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(log_error)?;
         let row = tx.query_opt("SELECT id, receipt_key_probe FROM cluster", &[]).map_err(log_error)?;
         let cluster = match row {
             Some(row) => {
                 let id: String = row.get(0);
-                let recorded: Option<Vec<u8>> = row.get(1);
-                match (recorded, probe) {
-                    (Some(recorded), Some(probe)) if recorded != probe => {
-                        return Err(StoreError::Invalid(
-                            "this node's receipt key differs from the one the other nodes on this database \
-                             sign with; copy node.key from an existing node's data directory"
-                                .into(),
-                        ));
-                    }
-                    (None, Some(probe)) => {
-                        tx.execute("UPDATE cluster SET receipt_key_probe = $1", &[&probe])
-                            .map_err(log_error)?;
-                    }
-                    _ => {}
+                let recorded: Vec<u8> = row.get(1);
+                if recorded != probe {
+                    return Err(StoreError::Invalid(
+                        "this node's receipt key differs from the one the other nodes on this database \
+                         sign with; copy node.key from an existing node's data directory"
+                            .into(),
+                    ));
                 }
                 id
             }
@@ -201,10 +218,9 @@ impl PgLog {
     fn reconnect_if_closed(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
             tracing::warn!("the PostgreSQL connection closed; reconnecting");
-            self.client = OwnClient(Some(
-                Client::connect(&self.url, NoTls)
-                    .map_err(|e| StoreError::Internal(format!("reconnecting to PostgreSQL: {e}")))?,
-            ));
+            self.client = OwnClient(Some(Client::connect(&self.url, NoTls).map_err(|e| {
+                StoreError::Internal(format!("reconnecting to PostgreSQL: {}", describe(&e)))
+            })?));
         }
         Ok(())
     }
@@ -230,7 +246,7 @@ impl LogTransaction<'_> {
         read_after(&mut self.tx, after, i64::MAX)
     }
 
-    /// Appends a batch and its mirrors: three statements, whatever the batch's size.
+    /// Appends a batch and its transfers: two statements, whatever the batch's size.
     pub fn append(&mut self, batch: &Append<'_>) -> Result<(), StoreError> {
         let body = serde_json::to_vec(batch.requests).map_err(|e| StoreError::Internal(e.to_string()))?;
         let seq = batch.seq as i64;
@@ -261,32 +277,6 @@ impl LogTransaction<'_> {
                                  $8::int8[], $9::int8[]) \
                      AS t(id, kind, debit, credit, amount, pending, expires, created)",
                     &[&seq, &ids, &kinds, &debits, &credits, &amounts, &pending, &expires, &created],
-                )
-                .map_err(log_error)?;
-        }
-        if !batch.accounts.is_empty() {
-            let ids: Vec<i64> = batch.accounts.iter().map(|(id, _, _)| id.0 as i64).collect();
-            let kinds: Vec<&str> = batch.accounts.iter().map(|(_, kind, _)| *kind).collect();
-            let column = |f: &dyn Fn(&Balances) -> u128| -> Vec<String> {
-                batch.accounts.iter().map(|(_, _, b)| f(b).to_string()).collect()
-            };
-            let debits_posted = column(&|b| b.debits_posted);
-            let credits_posted = column(&|b| b.credits_posted);
-            let debits_pending = column(&|b| b.debits_pending);
-            let credits_pending = column(&|b| b.credits_pending);
-            // The accounts arrive in id order; with the log lock held no other writer contends for
-            // the rows anyway.
-            self.tx
-                .execute(
-                    "INSERT INTO accounts (id, kind, debits_posted, credits_posted, debits_pending, \
-                     credits_pending, seq) \
-                     SELECT id, kind, dp::numeric, cp::numeric, dq::numeric, cq::numeric, $1 \
-                     FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-                     AS t(id, kind, dp, cp, dq, cq) \
-                     ON CONFLICT (id) DO UPDATE SET debits_posted = EXCLUDED.debits_posted, \
-                     credits_posted = EXCLUDED.credits_posted, debits_pending = EXCLUDED.debits_pending, \
-                     credits_pending = EXCLUDED.credits_pending, seq = EXCLUDED.seq",
-                    &[&seq, &ids, &kinds, &debits_posted, &credits_posted, &debits_pending, &credits_pending],
                 )
                 .map_err(log_error)?;
         }

@@ -277,23 +277,25 @@ impl SqliteStore {
 
     /// Opens a node on a PostgreSQL database shared with other nodes (see `postgres.rs`): connects,
     /// migrates, and brings the node's replica (a file in `replicas`, named after the cluster) up to
-    /// date with the log before returning. `node` names this node in the log.
+    /// date with the log before returning. `node` names this node in the log. Every node on one
+    /// database signs receipts with the same key (log replay re-signs them): one with another key
+    /// is refused.
     pub fn open_postgres(
         url: &str,
         replicas: &Path,
         node: &str,
         clock: Arc<dyn Clock>,
-        signer: Option<Arc<dyn ReceiptSigner>>,
+        signer: Arc<dyn ReceiptSigner>,
     ) -> Result<SqliteStore, StoreError> {
         // The synchronous client runs its own runtime, so it must not be driven from an async one.
-        let (url, node, probe_signer) = (url.to_owned(), node.to_owned(), signer.clone());
-        let log = std::thread::spawn(move || PgLog::connect(&url, &node, probe_signer.as_deref()))
+        let (url, node, probe_signer) = (url.to_owned(), node.to_owned(), Arc::clone(&signer));
+        let log = std::thread::spawn(move || PgLog::connect(&url, &node, probe_signer.as_ref()))
             .join()
             .map_err(|_| internal("connecting to PostgreSQL panicked"))??;
         std::fs::create_dir_all(replicas)
             .map_err(|e| internal(format!("creating {}: {e}", replicas.display())))?;
         let path = replicas.join(format!("replica-{}.db", log.cluster()));
-        SqliteStore::open_inner(&path, clock, signer, Some(log))
+        SqliteStore::open_inner(&path, clock, Some(signer), Some(log))
     }
 
     fn open_inner(
@@ -1532,7 +1534,7 @@ impl Writer {
             }
             now_ms = now_ms.max(self.state.last_at_ms);
         }
-        let (own_transfers_from, own_touched_from) = (writes.transfers.len(), writes.touched.len());
+        let own_transfers_from = writes.transfers.len();
         let mut results = Vec::with_capacity(batch.len());
         for (requests, reply) in batch.iter_mut() {
             let mut submission_results = Vec::with_capacity(requests.len());
@@ -1550,9 +1552,6 @@ impl Writer {
             record_transfer(&tx, &transfer, &mut writes)?;
         }
         insert_transfers(&tx, &writes.transfers)?;
-        let mut own_touched = writes.touched[own_touched_from..].to_vec();
-        own_touched.sort_unstable();
-        own_touched.dedup();
         let mut touched = writes.touched;
         touched.sort_unstable();
         touched.dedup();
@@ -1574,21 +1573,8 @@ impl Writer {
         let requests: Vec<&Request> = batch.iter().flat_map(|(requests, _)| requests.iter()).collect();
         let own_transfers = &writes.transfers[own_transfers_from..];
         if !requests.is_empty() || !own_transfers.is_empty() {
-            let accounts: Vec<(AccountId, &'static str, Balances)> = own_touched
-                .iter()
-                .map(|id| {
-                    let account = self.state.ledger.account(*id).expect("touched accounts exist");
-                    (*id, account.kind.as_str(), account.balances)
-                })
-                .collect();
             let seq = self.state.applied_seq + 1;
-            log_tx.append(&Append {
-                seq,
-                at_ms: now_ms,
-                requests: &requests,
-                transfers: own_transfers,
-                accounts: &accounts,
-            })?;
+            log_tx.append(&Append { seq, at_ms: now_ms, requests: &requests, transfers: own_transfers })?;
             self.state.applied_seq = seq;
             self.state.last_at_ms = now_ms;
         }

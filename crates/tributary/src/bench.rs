@@ -158,30 +158,67 @@ fn plain_sqlite_loop(path: &std::path::Path, accounts: u64, count: u64) -> anyho
 fn store_batches(path: &std::path::Path, accounts: u64, batch: usize, count: u64) -> anyhow::Result<f64> {
     let store = SqliteStore::open(path, Arc::new(SystemClock))?;
     let ids = create_funded_accounts(&store, accounts)?;
-    let bar = progress(count, &format!("store, batch {batch}"));
-    let mut pairs = Pairs(0x9e37_79b9_7f4a_7c15);
+    transfer_batches(&[&store], &ids, batch, count, &format!("store, batch {batch}"))
+}
+
+/// Sends `count` one-unit transfers between `ids` in batches of `batch`, split evenly over
+/// `stores` (one thread each, as separate nodes would), and returns transfers per second.
+pub(crate) fn transfer_batches(
+    stores: &[&SqliteStore],
+    ids: &[AccountId],
+    batch: usize,
+    count: u64,
+    label: &str,
+) -> anyhow::Result<f64> {
+    let bar = progress(count, label);
+    let accounts = ids.len() as u64;
+    let share = count / stores.len() as u64;
     let started = Instant::now();
-    let mut done = 0u64;
-    while done < count {
-        let size = (count - done).min(batch as u64);
-        let requests: Vec<Request> = (0..size)
-            .map(|_| {
-                let (debit, credit) = pairs.next(accounts);
-                Command::Transfer { from: ids[debit as usize], to: ids[credit as usize], amount: Amount(1) }
-                    .into()
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(n, store)| {
+                let bar = bar.clone();
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut pairs = Pairs(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1) << 32);
+                    let mut done = 0u64;
+                    while done < share {
+                        let size = (share - done).min(batch as u64);
+                        let requests: Vec<Request> = (0..size)
+                            .map(|_| {
+                                let (debit, credit) = pairs.next(accounts);
+                                Command::Transfer {
+                                    from: ids[debit as usize],
+                                    to: ids[credit as usize],
+                                    amount: Amount(1),
+                                }
+                                .into()
+                            })
+                            .collect();
+                        let results = store.execute_batch_blocking(requests)?;
+                        anyhow::ensure!(
+                            results.iter().all(Result::is_ok),
+                            "every benchmark transfer succeeds"
+                        );
+                        done += size;
+                        bar.inc(size);
+                    }
+                    Ok(())
+                })
             })
             .collect();
-        let results = store.execute_batch_blocking(requests)?;
-        anyhow::ensure!(results.iter().all(Result::is_ok), "every benchmark transfer succeeds");
-        done += size;
-        bar.inc(size);
-    }
-    let rate = count as f64 / started.elapsed().as_secs_f64();
+        for worker in workers {
+            worker.join().map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let rate = (share * stores.len() as u64) as f64 / started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     Ok(rate)
 }
 
-fn create_funded_accounts(store: &SqliteStore, accounts: u64) -> anyhow::Result<Vec<AccountId>> {
+pub(crate) fn create_funded_accounts(store: &SqliteStore, accounts: u64) -> anyhow::Result<Vec<AccountId>> {
     let mut ids = Vec::with_capacity(accounts as usize);
     let creates: Vec<Request> = (0..accounts)
         .map(|n| {

@@ -40,44 +40,7 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     let base = node.base.clone();
     let operator = node.operator();
 
-    // A contributor, a datanet of generated text, a model, and funded callers.
-    let contributor = operator.post("/v1/accounts", json!({"name": "contributor"})).await?;
-    let contributor = operator.with_key(&field(&contributor, "api_key")?);
-    let datanet =
-        field(&contributor.post("/v1/datanets", json!({"name": "bench", "license": "CC0"})).await?, "id")?;
-    let corpus = Corpus::new(50_000);
-    let documents = args.tokens.div_ceil(1000) as usize;
-    eprintln!("contributing {documents} documents ({} words)...", args.tokens);
-    for start in (0..documents).step_by(500) {
-        let batch: Vec<Value> = (start..(start + 500).min(documents))
-            .map(|i| json!({"title": format!("doc {i}"), "text": corpus.document(i)}))
-            .collect();
-        contributor.post(&format!("/v1/datanets/{datanet}/contributions/batch"), Value::Array(batch)).await?;
-    }
-    let started = Instant::now();
-    operator.post(&format!("/v1/datanets/{datanet}/index"), json!({})).await?;
-    eprintln!("indexed in {:.1} s", started.elapsed().as_secs_f64());
-    let owner = operator.post("/v1/accounts", json!({"name": "owner"})).await?;
-    let owner = operator.with_key(&field(&owner, "api_key")?);
-    let model = field(
-        &owner
-            .post(
-                "/v1/models",
-                json!({"name": "bench", "datanets": [datanet], "backend": {"kind": "infinigram"},
-                       "price": {"input_per_1k": "1000", "output_per_1k": "2000", "request": "1"},
-                       "split": {"owner_bps": 5000, "data_bps": 3500, "validators_bps": 1000, "protocol_bps": 500}}),
-            )
-            .await?,
-        "id",
-    )?;
-    let mut keys = Vec::new();
-    for n in 0..args.clients {
-        let caller = operator.post("/v1/accounts", json!({"name": format!("caller {n}")})).await?;
-        operator
-            .post("/v1/deposits", json!({"account": field(&caller, "id")?, "amount": "100000000000"}))
-            .await?;
-        keys.push(field(&caller, "api_key")?);
-    }
+    let Setup { datanet, owner, model, keys, corpus } = setup(&operator, args.tokens, args.clients).await?;
     // A near-zero-time upstream for the gateway comparison: answers every chat request at once with
     // the same short text (the node still holds, attributes, splits, settles and signs).
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -136,6 +99,113 @@ pub async fn inference(args: InferenceBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a paid-inference benchmark runs on: a datanet of generated text, its owner, an ∞-gram model
+/// over it, and funded callers' keys.
+pub struct Setup {
+    pub datanet: String,
+    pub owner: crate::client::Client,
+    pub model: String,
+    pub keys: Vec<String>,
+    pub corpus: Corpus,
+}
+
+/// Makes a [`Setup`] through the operator's client: `tokens` words of text, `clients` callers.
+pub async fn setup(operator: &crate::client::Client, tokens: u64, clients: usize) -> anyhow::Result<Setup> {
+    // A contributor, a datanet of generated text, a model, and funded callers.
+    let contributor = operator.post("/v1/accounts", json!({"name": "contributor"})).await?;
+    let contributor = operator.with_key(&field(&contributor, "api_key")?);
+    let datanet =
+        field(&contributor.post("/v1/datanets", json!({"name": "bench", "license": "CC0"})).await?, "id")?;
+    let corpus = Corpus::new(50_000);
+    let documents = tokens.div_ceil(1000) as usize;
+    eprintln!("contributing {documents} documents ({} words)...", tokens);
+    for start in (0..documents).step_by(500) {
+        let batch: Vec<Value> = (start..(start + 500).min(documents))
+            .map(|i| json!({"title": format!("doc {i}"), "text": corpus.document(i)}))
+            .collect();
+        contributor.post(&format!("/v1/datanets/{datanet}/contributions/batch"), Value::Array(batch)).await?;
+    }
+    let started = Instant::now();
+    operator.post(&format!("/v1/datanets/{datanet}/index"), json!({})).await?;
+    eprintln!("indexed in {:.1} s", started.elapsed().as_secs_f64());
+    let owner = operator.post("/v1/accounts", json!({"name": "owner"})).await?;
+    let owner = operator.with_key(&field(&owner, "api_key")?);
+    let model = field(
+        &owner
+            .post(
+                "/v1/models",
+                json!({"name": "bench", "datanets": [datanet], "backend": {"kind": "infinigram"},
+                       "price": {"input_per_1k": "1000", "output_per_1k": "2000", "request": "1"},
+                       "split": {"owner_bps": 5000, "data_bps": 3500, "validators_bps": 1000, "protocol_bps": 500}}),
+            )
+            .await?,
+        "id",
+    )?;
+    let mut keys = Vec::new();
+    for n in 0..clients {
+        let caller = operator.post("/v1/accounts", json!({"name": format!("caller {n}")})).await?;
+        operator
+            .post("/v1/deposits", json!({"account": field(&caller, "id")?, "amount": "100000000000"}))
+            .await?;
+        keys.push(field(&caller, "api_key")?);
+    }
+    Ok(Setup { datanet, owner, model, keys, corpus })
+}
+
+/// What a closed-loop run measured.
+pub struct ClosedLoop {
+    pub requests: u64,
+    pub tokens: u64,
+    pub elapsed_s: f64,
+    /// Sorted.
+    pub latencies: Vec<Duration>,
+}
+
+/// Paid chat requests in a closed loop for `duration`: one client per key, each sending as fast as
+/// its answers come back, client `n` to `urls[n % urls.len()]`, cycling through `bodies`.
+pub async fn closed_loop(
+    http: &reqwest::Client,
+    urls: &[String],
+    keys: &[String],
+    bodies: &[Value],
+    duration: Duration,
+) -> anyhow::Result<ClosedLoop> {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let bodies = Arc::new(bodies.to_vec());
+    let mut tasks = Vec::new();
+    for (n, key) in keys.iter().enumerate() {
+        let (http, url, key, bodies) =
+            (http.clone(), urls[n % urls.len()].clone(), key.clone(), Arc::clone(&bodies));
+        tasks.push(tokio::spawn(async move {
+            let (mut done, mut tokens, mut latencies) = (0u64, 0u64, Vec::new());
+            let mut i = n * 7;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response =
+                    http.post(&url).bearer_auth(&key).json(&bodies[i % bodies.len()]).send().await?;
+                anyhow::ensure!(response.status().is_success(), "paid request failed: {}", response.status());
+                let answer: Value = response.json().await?;
+                tokens += answer["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+                latencies.push(sent.elapsed());
+                done += 1;
+                i += 1;
+            }
+            Ok::<_, anyhow::Error>((done, tokens, latencies))
+        }));
+    }
+    let mut run = ClosedLoop { requests: 0, tokens: 0, elapsed_s: 0.0, latencies: Vec::new() };
+    for task in tasks {
+        let (done, tokens, latencies) = task.await??;
+        run.requests += done;
+        run.tokens += tokens;
+        run.latencies.extend(latencies);
+    }
+    run.elapsed_s = started.elapsed().as_secs_f64();
+    run.latencies.sort_unstable();
+    Ok(run)
+}
+
 struct Run {
     requests_per_second: f64,
     tokens_per_second: f64,
@@ -158,39 +228,12 @@ async fn measure(
     let request = |prompt: &str, seed: u64| json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": args.max_tokens, "seed": seed});
 
     // 1. Throughput: closed loop, every client sending as fast as its answers come back.
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (n, key) in keys.iter().enumerate() {
-        let (http, url, key, prompts) = (http.clone(), url.clone(), key.clone(), Arc::clone(prompts));
-        let bodies: Vec<Value> =
-            (0..prompts.len()).map(|i| request(&prompts[i], (n * 1000 + i) as u64)).collect();
-        tasks.push(tokio::spawn(async move {
-            let (mut done, mut tokens, mut latencies) = (0u64, 0u64, Vec::new());
-            let mut i = n;
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                let response =
-                    http.post(&url).bearer_auth(&key).json(&bodies[i % bodies.len()]).send().await?;
-                anyhow::ensure!(response.status().is_success(), "paid request failed: {}", response.status());
-                let answer: Value = response.json().await?;
-                tokens += answer["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-                latencies.push(sent.elapsed());
-                done += 1;
-                i += 1;
-            }
-            Ok::<_, anyhow::Error>((done, tokens, latencies))
-        }));
-    }
-    let (mut done, mut tokens, mut latencies) = (0u64, 0u64, Vec::new());
-    for task in tasks {
-        let (d, t, l) = task.await??;
-        done += d;
-        tokens += t;
-        latencies.extend(l);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
+    let bodies: Vec<Value> = (0..prompts.len()).map(|i| request(&prompts[i], i as u64)).collect();
+    let throughput =
+        closed_loop(&http, std::slice::from_ref(&url), keys, &bodies, Duration::from_secs(args.seconds))
+            .await?;
+    let (done, tokens, elapsed, latencies) =
+        (throughput.requests, throughput.tokens, throughput.elapsed_s, throughput.latencies);
 
     // 2. Gateway overhead at a fixed rate (open loop: requests leave on schedule).
     let total = args.rate * 5;

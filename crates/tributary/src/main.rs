@@ -2,6 +2,7 @@
 //! only; the work happens in the library crates.
 
 mod bench;
+mod bench_cluster;
 mod bench_index;
 mod bench_inference;
 mod bench_ingest;
@@ -494,6 +495,9 @@ enum BenchCommand {
     /// Contribution ingest through the whole validation pipeline (MB/s, contributions/s) into a
     /// datanet of 10^5 contributions, and near-duplicate lookup latency next to a brute-force scan.
     Ingest(bench_ingest::IngestBenchArgs),
+    /// The PostgreSQL backend with one and two nodes next to the embedded store: batched
+    /// transfers per second through the store, and paid requests per second over HTTP.
+    Cluster(bench_cluster::ClusterBenchArgs),
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -559,6 +563,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Bench { what: BenchCommand::Inference(args) } => bench_inference::inference(args).await,
         Commands::Bench { what: BenchCommand::Settlement(args) } => bench_settlement::settlement(args).await,
         Commands::Bench { what: BenchCommand::Ingest(args) } => bench_ingest::ingest(args).await,
+        Commands::Bench { what: BenchCommand::Cluster(args) } => bench_cluster::cluster(args).await,
         Commands::Bench { what: BenchCommand::Index(args) } => {
             tokio::task::spawn_blocking(move || bench_index::index(args)).await?
         }

@@ -55,14 +55,8 @@ pub async fn start(
         }
         StoreLocation::Postgres(url) => {
             let name = format!("{listen} pid {}", std::process::id());
-            SqliteStore::open_postgres(
-                url,
-                &data.join(REPLICA_DIR),
-                &name,
-                Arc::new(SystemClock),
-                Some(node_key),
-            )
-            .context("opening the PostgreSQL store")?
+            SqliteStore::open_postgres(url, &data.join(REPLICA_DIR), &name, Arc::new(SystemClock), node_key)
+                .context("opening the PostgreSQL store")?
         }
     });
     let key_path = data.join(OPERATOR_KEY_FILE);

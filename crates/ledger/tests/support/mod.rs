@@ -69,6 +69,19 @@ impl Drop for PgDatabase {
     }
 }
 
+/// The receipt signer of PostgreSQL nodes opened without one (every node there needs one): a
+/// deterministic stand-in for the node's ed25519 key.
+pub struct TestSigner;
+
+impl ReceiptSigner for TestSigner {
+    fn sign(&self, hash: &[u8; 32]) -> [u8; 64] {
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(blake3::keyed_hash(&[7; 32], hash).as_bytes());
+        signature[32..].copy_from_slice(blake3::hash(hash).as_bytes());
+        signature
+    }
+}
+
 /// Where a case's store lives.
 pub struct Harness {
     pub dir: tempfile::TempDir,
@@ -107,6 +120,7 @@ impl Harness {
         match &self.postgres {
             None => SqliteStore::open_with_signer(&self.dir.path().join("t.db"), clock, signer),
             Some(database) => {
+                let signer = signer.unwrap_or_else(|| Arc::new(TestSigner));
                 SqliteStore::open_postgres(&database.url, &self.dir.path().join(node), node, clock, signer)
             }
         }
