@@ -21,9 +21,9 @@
 //! ed25519 signatures are deterministic): the first node records a probe signature and a node
 //! with a different key refuses to start.
 
-use postgres::{Client, GenericClient, NoTls, Transaction};
+use postgres::{Client, NoTls, Statement};
 
-use crate::state::{Transfer, TransferKind};
+use crate::state::Transfer;
 use crate::store::{ReceiptSigner, Request, StoreError};
 
 /// The advisory lock every appending transaction holds (an arbitrary constant: "tribuTAR").
@@ -148,12 +148,41 @@ impl Drop for OwnClient {
     }
 }
 
-/// A node's connection to the shared log.
+/// A node's connection to the shared log, with its statements prepared once.
 pub struct PgLog {
     client: OwnClient,
+    statements: Statements,
     url: String,
     node: String,
     cluster: String,
+}
+
+/// The log's statements. A batch costs four round trips, three of them under the lock: the lock
+/// with `BEGIN`, the read of what others appended, the append (batch and transfers in one
+/// statement), and `COMMIT`.
+struct Statements {
+    read_after: Statement,
+    append: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
+        Ok(Statements {
+            read_after: client
+                .prepare("SELECT seq, at_ms, body FROM log_batches WHERE seq > $1 ORDER BY seq LIMIT $2")?,
+            append: client.prepare(
+                "WITH batch AS ( \
+                     INSERT INTO log_batches (seq, node, at_ms, requests, body) VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING seq) \
+                 INSERT INTO transfers (id, seq, kind, debit_account, credit_account, amount, pending_id, \
+                     expires_at_ms, created_at_ms) \
+                 SELECT t.id, batch.seq, t.kind, t.debit, t.credit, t.amount::numeric, t.pending, t.expires, \
+                     t.created \
+                 FROM batch, unnest($6::int8[], $7::text[], $8::int8[], $9::int8[], $10::text[], $11::int8[], \
+                     $12::int8[], $13::int8[]) AS t(id, kind, debit, credit, amount, pending, expires, created)",
+            )?,
+        })
+    }
 }
 
 impl std::fmt::Debug for PgLog {
@@ -198,7 +227,14 @@ impl PgLog {
             }
         };
         tx.commit().map_err(log_error)?;
-        Ok(PgLog { client: OwnClient(Some(client)), url: url.to_owned(), node: node.to_owned(), cluster })
+        let statements = Statements::prepare(&mut client).map_err(log_error)?;
+        Ok(PgLog {
+            client: OwnClient(Some(client)),
+            statements,
+            url: url.to_owned(),
+            node: node.to_owned(),
+            cluster,
+        })
     }
 
     /// The cluster's id: names the replica, so a replica of another database is never reused.
@@ -210,7 +246,7 @@ impl PgLog {
     /// log has no gaps: batch `n + 1` is appended only after batch `n` committed.
     pub(crate) fn read_after(&mut self, after: u64, limit: i64) -> Result<Vec<LoggedBatch>, StoreError> {
         self.reconnect_if_closed()?;
-        read_after(&mut *self.client, after, limit)
+        read_after(&mut self.client, &self.statements, after, limit)
     }
 
     /// A connection that broke (the server restarted, a commit's answer was lost) is replaced
@@ -218,9 +254,10 @@ impl PgLog {
     fn reconnect_if_closed(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
             tracing::warn!("the PostgreSQL connection closed; reconnecting");
-            self.client = OwnClient(Some(Client::connect(&self.url, NoTls).map_err(|e| {
-                StoreError::Internal(format!("reconnecting to PostgreSQL: {}", describe(&e)))
-            })?));
+            let mut client = Client::connect(&self.url, NoTls)
+                .map_err(|e| StoreError::Internal(format!("reconnecting to PostgreSQL: {}", describe(&e))))?;
+            self.statements = Statements::prepare(&mut client).map_err(log_error)?;
+            self.client = OwnClient(Some(client));
         }
         Ok(())
     }
@@ -228,78 +265,89 @@ impl PgLog {
     /// Starts an appending transaction: takes the log lock, which is held until commit or rollback.
     pub(crate) fn begin(&mut self) -> Result<LogTransaction<'_>, StoreError> {
         self.reconnect_if_closed()?;
-        let mut tx = self.client.transaction().map_err(log_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(log_error)?;
-        Ok(LogTransaction { tx, node: &self.node })
+        // One round trip for both; the lock is taken before the first read, so that read sees
+        // every batch committed before this node got the lock.
+        self.client
+            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})"))
+            .map_err(log_error)?;
+        Ok(LogTransaction { log: self, finished: false })
     }
 }
 
-/// An appending transaction holding the log lock.
+/// An appending transaction holding the log lock; rolled back if dropped before `commit`.
 pub(crate) struct LogTransaction<'a> {
-    tx: Transaction<'a>,
-    node: &'a str,
+    log: &'a mut PgLog,
+    finished: bool,
 }
 
 impl LogTransaction<'_> {
     /// Every batch after `after` (others' batches, or this node's own if its replica fell behind).
     pub fn read_after(&mut self, after: u64) -> Result<Vec<LoggedBatch>, StoreError> {
-        read_after(&mut self.tx, after, i64::MAX)
+        read_after(&mut self.log.client, &self.log.statements, after, i64::MAX)
     }
 
-    /// Appends a batch and its transfers: two statements, whatever the batch's size.
+    /// Appends a batch and its transfers in one statement, whatever the batch's size.
     pub fn append(&mut self, batch: &Append<'_>) -> Result<(), StoreError> {
         let body = serde_json::to_vec(batch.requests).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let seq = batch.seq as i64;
-        self.tx
+        let column = |f: &dyn Fn(&Transfer) -> i64| batch.transfers.iter().map(f).collect::<Vec<i64>>();
+        let ids = column(&|t| t.id.0 as i64);
+        let debits = column(&|t| t.debit.0 as i64);
+        let credits = column(&|t| t.credit.0 as i64);
+        let created = column(&|t| t.created_at_ms as i64);
+        let kinds: Vec<&str> = batch.transfers.iter().map(|t| t.kind.as_str()).collect();
+        let amounts: Vec<String> = batch.transfers.iter().map(|t| t.amount.0.to_string()).collect();
+        let pending: Vec<Option<i64>> =
+            batch.transfers.iter().map(|t| t.pending_id.map(|id| id.0 as i64)).collect();
+        let expires: Vec<Option<i64>> =
+            batch.transfers.iter().map(|t| t.expires_at_ms.map(|ms| ms as i64)).collect();
+        let log = &mut *self.log;
+        log.client
             .execute(
-                "INSERT INTO log_batches (seq, node, at_ms, requests, body) VALUES ($1, $2, $3, $4, $5)",
-                &[&seq, &self.node, &(batch.at_ms as i64), &(batch.requests.len() as i32), &body],
+                &log.statements.append,
+                &[
+                    &(batch.seq as i64),
+                    &log.node,
+                    &(batch.at_ms as i64),
+                    &(batch.requests.len() as i32),
+                    &body,
+                    &ids,
+                    &kinds,
+                    &debits,
+                    &credits,
+                    &amounts,
+                    &pending,
+                    &expires,
+                    &created,
+                ],
             )
             .map_err(log_error)?;
-        if !batch.transfers.is_empty() {
-            let column = |f: &dyn Fn(&Transfer) -> i64| batch.transfers.iter().map(f).collect::<Vec<i64>>();
-            let ids = column(&|t| t.id.0 as i64);
-            let debits = column(&|t| t.debit.0 as i64);
-            let credits = column(&|t| t.credit.0 as i64);
-            let created = column(&|t| t.created_at_ms as i64);
-            let kinds: Vec<&str> = batch.transfers.iter().map(|t| kind_name(t.kind)).collect();
-            let amounts: Vec<String> = batch.transfers.iter().map(|t| t.amount.0.to_string()).collect();
-            let pending: Vec<Option<i64>> =
-                batch.transfers.iter().map(|t| t.pending_id.map(|id| id.0 as i64)).collect();
-            let expires: Vec<Option<i64>> =
-                batch.transfers.iter().map(|t| t.expires_at_ms.map(|ms| ms as i64)).collect();
-            self.tx
-                .execute(
-                    "INSERT INTO transfers (id, seq, kind, debit_account, credit_account, amount, pending_id, \
-                     expires_at_ms, created_at_ms) \
-                     SELECT id, $1, kind, debit, credit, amount::numeric, pending, expires, created \
-                     FROM unnest($2::int8[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::int8[], \
-                                 $8::int8[], $9::int8[]) \
-                     AS t(id, kind, debit, credit, amount, pending, expires, created)",
-                    &[&seq, &ids, &kinds, &debits, &credits, &amounts, &pending, &expires, &created],
-                )
-                .map_err(log_error)?;
-        }
         Ok(())
     }
 
     /// Commits: the batch is durable (and the lock released) when this returns `Ok`.
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().map_err(log_error)
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.finished = true;
+        self.log.client.batch_execute("COMMIT").map_err(log_error)
+    }
+}
+
+impl Drop for LogTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Releases the lock; a broken connection released it already, and is replaced on the
+            // next use.
+            let _ = self.log.client.batch_execute("ROLLBACK");
+        }
     }
 }
 
 fn read_after(
-    client: &mut impl GenericClient,
+    client: &mut Client,
+    statements: &Statements,
     after: u64,
     limit: i64,
 ) -> Result<Vec<LoggedBatch>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT seq, at_ms, body FROM log_batches WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&(after as i64), &limit],
-        )
-        .map_err(log_error)?;
+    let rows = client.query(&statements.read_after, &[&(after as i64), &limit]).map_err(log_error)?;
     let mut batches = Vec::with_capacity(rows.len());
     for row in rows {
         let seq: i64 = row.get(0);
@@ -310,16 +358,6 @@ fn read_after(
         batches.push(LoggedBatch { seq: seq as u64, at_ms: at_ms as u64, requests });
     }
     Ok(batches)
-}
-
-fn kind_name(kind: TransferKind) -> &'static str {
-    match kind {
-        TransferKind::Posted => "posted",
-        TransferKind::Pending => "pending",
-        TransferKind::PostPending => "post_pending",
-        TransferKind::VoidPending => "void_pending",
-        TransferKind::ExpirePending => "expire_pending",
-    }
 }
 
 /// Applies the migrations not yet recorded, under an advisory lock so concurrent starts migrate once.

@@ -305,6 +305,13 @@ impl SqliteStore {
         mut log: Option<PgLog>,
     ) -> Result<SqliteStore, StoreError> {
         let mut conn = open_connection(path).map_err(internal)?;
+        if log.is_some() {
+            // A replica is derived data: what the log holds is durable, and whatever a crash takes
+            // from the replica is applied again from the log at the next start. So its commits
+            // need not wait for the disk (WAL with synchronous=NORMAL never corrupts; it may lose
+            // the last commits on power loss).
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(internal)?;
+        }
         // The writer touches account rows and index pages all over the file; a large page cache
         // keeps them in memory instead of re-reading them from the OS for every batch.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(internal)?;

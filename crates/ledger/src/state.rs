@@ -81,6 +81,17 @@ pub enum TransferKind {
 }
 
 impl TransferKind {
+    /// The kind's name in the API and in PostgreSQL's `transfers` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferKind::Posted => "posted",
+            TransferKind::Pending => "pending",
+            TransferKind::PostPending => "post_pending",
+            TransferKind::VoidPending => "void_pending",
+            TransferKind::ExpirePending => "expire_pending",
+        }
+    }
+
     pub fn as_code(self) -> i64 {
         match self {
             TransferKind::Posted => 1,

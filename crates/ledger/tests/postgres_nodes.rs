@@ -276,13 +276,7 @@ async fn assert_nodes_agree(database: &PgDatabase, nodes: &[&SqliteStore]) -> No
 
 /// A transfer as the `transfers` mirror holds it (see `assert_nodes_agree`).
 fn mirror_row(transfer: &Transfer) -> String {
-    let kind = match transfer.kind {
-        TransferKind::Posted => "posted",
-        TransferKind::Pending => "pending",
-        TransferKind::PostPending => "post_pending",
-        TransferKind::VoidPending => "void_pending",
-        TransferKind::ExpirePending => "expire_pending",
-    };
+    let kind = transfer.kind.as_str();
     let optional = |value: Option<u64>| value.map_or("-".to_owned(), |v| v.to_string());
     format!(
         "{} {kind} {} {} {} {} {} {}",

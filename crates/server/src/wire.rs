@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tributary_core::registry::{Account, Backend, Contribution, Datanet, Model};
 use tributary_core::{AccountId, Amount, DatanetId, TransferId};
-use tributary_ledger::state::{Transfer, TransferKind};
+use tributary_ledger::state::Transfer;
 use utoipa::ToSchema;
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
@@ -122,13 +122,7 @@ pub struct TransferResponse {
 
 impl From<Transfer> for TransferResponse {
     fn from(transfer: Transfer) -> Self {
-        let kind = match transfer.kind {
-            TransferKind::Posted => "posted",
-            TransferKind::Pending => "pending",
-            TransferKind::PostPending => "post_pending",
-            TransferKind::VoidPending => "void_pending",
-            TransferKind::ExpirePending => "expire_pending",
-        };
+        let kind = transfer.kind.as_str();
         TransferResponse {
             id: transfer.id,
             kind: kind.to_owned(),

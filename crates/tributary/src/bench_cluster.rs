@@ -93,7 +93,7 @@ impl BenchDatabase {
             let balanced: bool = client
                 .query_one(
                     "SELECT COALESCE(sum(debits_posted) = sum(credits_posted) \
-                     AND sum(debits_pending) = sum(credits_pending), true) FROM accounts",
+                     AND sum(debits_pending) = sum(credits_pending), true) FROM account_balances",
                     &[],
                 )?
                 .get(0);
