@@ -41,10 +41,10 @@ pub struct LedgerBenchArgs {
 }
 
 /// A deterministic pseudo-random account pair stream (xorshift), so runs are comparable.
-struct Pairs(u64);
+pub(crate) struct Pairs(pub(crate) u64);
 
 impl Pairs {
-    fn next(&mut self, accounts: u64) -> (u64, u64) {
+    pub(crate) fn next(&mut self, accounts: u64) -> (u64, u64) {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
