@@ -434,6 +434,44 @@ async fn a_restart_after_a_crash_keeps_the_balance_snapshot_whole(backend: Harne
     }
 }
 
+/// A root published once stays recorded: a later failure to publish the same epoch (another node,
+/// or a retry racing a slow success, that the contract refuses) does not erase the transaction.
+async fn a_recorded_publication_is_never_undone_by_a_later_failure(backend: Harness) {
+    let store = backend.open(Arc::new(ManualClock(AtomicU64::new(1))));
+    let Ok(Outcome::AccountCreated(operator)) = store
+        .execute(
+            Command::CreateAccount {
+                kind: AccountKind::Operator,
+                name: "operator".into(),
+                payout_address: None,
+                api_key_hash: [9; 32],
+            }
+            .into(),
+        )
+        .await
+    else {
+        panic!("operator")
+    };
+    let Ok(Outcome::EpochClosed(epoch)) =
+        store.execute(Command::CloseEpoch { caller: operator }.into()).await
+    else {
+        panic!("epoch closes")
+    };
+    let record = |tx_hash: Option<&str>, error: Option<&str>| Command::RecordEpochPublication {
+        epoch: epoch.epoch,
+        tx_hash: tx_hash.map(str::to_owned),
+        error: error.map(str::to_owned),
+    };
+    let read = || async { store.epoch(epoch.epoch).await.expect("read").expect("epoch") };
+    store.execute(record(None, Some("rpc unreachable")).into()).await.expect("failure recorded");
+    assert_eq!(read().await.publish_error.as_deref(), Some("rpc unreachable"));
+    store.execute(record(Some("0xabc"), None).into()).await.expect("success recorded");
+    store.execute(record(None, Some("epoch already published")).into()).await.expect("late failure");
+    let published = read().await;
+    assert_eq!(published.tx_hash.as_deref(), Some("0xabc"));
+    assert_eq!(published.publish_error, None);
+}
+
 on_both_backends!(
     deposits_transfers_and_holds_move_money_exactly,
     holds_expire_by_timeout,
@@ -443,4 +481,5 @@ on_both_backends!(
     acknowledged_writes_survive_reopen_and_tampering_is_detected,
     account_history_is_complete_newest_first_across_indexed_and_fresh_transfers,
     a_restart_after_a_crash_keeps_the_balance_snapshot_whole,
+    a_recorded_publication_is_never_undone_by_a_later_failure,
 );

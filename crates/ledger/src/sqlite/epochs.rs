@@ -343,8 +343,14 @@ pub(super) fn record_publication(
     tx_hash: Option<&str>,
     error: Option<&str>,
 ) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    // A recorded publication is never undone by a later failure: with several nodes (or a retry
+    // racing a slow success) the failure is the contract refusing the same root a second time.
     let updated = tx
-        .prepare_cached("UPDATE epochs SET tx_hash = ?2, publish_error = ?3 WHERE epoch = ?1")?
+        .prepare_cached(
+            "UPDATE epochs SET tx_hash = COALESCE(?2, tx_hash), \
+             publish_error = CASE WHEN ?2 IS NOT NULL OR tx_hash IS NOT NULL THEN NULL ELSE ?3 END \
+             WHERE epoch = ?1",
+        )?
         .execute(params![epoch as i64, tx_hash, error])?;
     Ok(match updated {
         0 => Err(StoreError::NotFound { what: "epoch", id: epoch.to_string() }),
