@@ -13,10 +13,16 @@ use tributary_ledger::{SqliteStore, SystemClock};
 use tributary_server::indexing::{all_accepted_contributions, datanet_dir, lock_index};
 
 use crate::client::Client;
-use crate::node::{DATABASE_FILE, INDEX_DIR};
+use crate::node::{DATABASE_FILE, INDEX_DIR, REPLICA_DIR};
 
 fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {
     let database = data.join(DATABASE_FILE);
+    anyhow::ensure!(
+        database.exists() || !data.join(REPLICA_DIR).exists(),
+        "{} belongs to a node on PostgreSQL; such a node keeps its index itself (its replica is not \
+         for other processes): use `POST /v1/datanets/{{id}}/index` and `GET /v1/datanets/{{id}}` on the node",
+        data.display()
+    );
     anyhow::ensure!(database.exists(), "{} has no Tributary database", data.display());
     Ok(SqliteStore::open(&database, Arc::new(SystemClock))?)
 }

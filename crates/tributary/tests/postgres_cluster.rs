@@ -426,6 +426,14 @@ async fn two_nodes_on_one_database_keep_the_money_exact_through_races_and_a_kill
         "no account is overdrawn"
     );
     assert_eq!(database.query("SELECT count(*) FROM transfers"), ledger_a["transfers"].to_string());
+    // The offline index tools refuse a node on PostgreSQL rather than open its replica beside it.
+    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["index", "status", "--data"])
+        .arg(&a.data)
+        .output()
+        .expect("runs");
+    assert!(!offline.status.success());
+    assert!(String::from_utf8_lossy(&offline.stderr).contains("node on PostgreSQL"), "{offline:?}");
     let epochs_a = get(&a, "/v1/epochs").await;
     assert_eq!(get(&b, "/v1/epochs").await, epochs_a);
 
