@@ -324,7 +324,9 @@ impl SqliteStore {
         if let Some(log) = log.as_mut() {
             std::thread::scope(|scope| {
                 scope
-                    .spawn(|| catch_up(&mut conn, &mut writer_state, log, usize::MAX))
+                    .spawn(|| {
+                        catch_up(&mut conn, &mut writer_state, log, usize::MAX).map_err(StoreError::from)
+                    })
                     .join()
                     .map_err(|_| internal("catching up with the log panicked"))?
             })?;
@@ -1294,6 +1296,10 @@ enum CommitError {
     Local(#[from] rusqlite::Error),
     #[error(transparent)]
     Log(#[from] StoreError),
+    /// The shared log could not be reached before anything was applied: the in-memory state is
+    /// untouched, so there is nothing to reload.
+    #[error("the database is unreachable: {0}")]
+    Unreachable(StoreError),
 }
 
 impl Writer {
@@ -1476,9 +1482,13 @@ impl Writer {
                 self.publish(&touched);
                 Ok(())
             }
-            Err(error) => {
-                tracing::error!(%error, "applying the log failed; reloading the replica's state");
-                self.reload();
+            Err(CatchUpError { error, applied_some }) => {
+                if applied_some {
+                    tracing::error!(%error, "applying the log failed; reloading the replica's state");
+                    self.reload();
+                } else {
+                    tracing::warn!(%error, "the shared log is unreachable; retrying");
+                }
                 std::thread::sleep(Duration::from_millis(EXPIRY_POLL_MS_MAX));
                 Err(error)
             }
@@ -1508,6 +1518,16 @@ impl Writer {
                     }
                 }
             }
+            Err(CommitError::Unreachable(error)) => {
+                tracing::error!(%error, commands, "the shared log is unreachable; the batch was not applied");
+                for (_, reply) in batch {
+                    if let Some(sender) = reply.sender {
+                        let _ = sender.send(Err(StoreError::Internal(
+                            "the database is unreachable; nothing was applied, retry later".into(),
+                        )));
+                    }
+                }
+            }
             Err(error) => {
                 tracing::error!(%error, commands, "batch failed to commit; reloading state from disk");
                 // Provisional submissions were answered already; their effect is lost with the batch.
@@ -1530,13 +1550,17 @@ impl Writer {
         // A replica first takes the log's lock and applies what other nodes appended, so that its
         // own commands are decided against the latest state.
         let mut log_tx = match self.log.as_mut() {
-            Some(log) => Some(log.begin()?),
+            Some(log) => Some(log.begin().map_err(CommitError::Unreachable)?),
             None => None,
+        };
+        let foreign = match log_tx.as_mut() {
+            Some(log_tx) => log_tx.read_after(self.state.applied_seq).map_err(CommitError::Unreachable)?,
+            None => Vec::new(),
         };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut writes = BatchWrites::default();
-        if let Some(log_tx) = log_tx.as_mut() {
-            for logged in log_tx.read_after(self.state.applied_seq)? {
+        if log_tx.is_some() {
+            for logged in foreign {
                 apply_logged(&tx, &mut self.state, &logged, &mut writes)?;
             }
             now_ms = now_ms.max(self.state.last_at_ms);
@@ -2046,18 +2070,46 @@ fn catch_up(
     state: &mut WriterState,
     log: &mut PgLog,
     batches_max: usize,
-) -> Result<Vec<AccountId>, StoreError> {
+) -> Result<Vec<AccountId>, CatchUpError> {
     let mut changed = Vec::new();
     let mut remaining = batches_max;
     while remaining > 0 {
-        let page = log.read_after(state.applied_seq, LOG_PAGE_BATCHES.min(remaining) as i64)?;
+        let page = log
+            .read_after(state.applied_seq, LOG_PAGE_BATCHES.min(remaining) as i64)
+            .map_err(|error| CatchUpError { error, applied_some: false })?;
         if page.is_empty() {
             break;
         }
         remaining -= page.len();
+        apply_page(conn, state, &page)
+            .map_err(|error| CatchUpError { error, applied_some: true })
+            .map(|touched| changed.extend(touched))?;
+    }
+    Ok(changed)
+}
+
+/// Why catching up stopped, and whether the in-memory state may be ahead of the replica's file.
+struct CatchUpError {
+    error: StoreError,
+    applied_some: bool,
+}
+
+impl From<CatchUpError> for StoreError {
+    fn from(failure: CatchUpError) -> StoreError {
+        failure.error
+    }
+}
+
+/// Applies a page of the log to the replica in one transaction; returns the accounts it changed.
+fn apply_page(
+    conn: &mut Connection,
+    state: &mut WriterState,
+    page: &[LoggedBatch],
+) -> Result<Vec<AccountId>, StoreError> {
+    {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
         let mut writes = BatchWrites::default();
-        for batch in &page {
+        for batch in page {
             apply_logged(&tx, state, batch, &mut writes).map_err(internal)?;
         }
         insert_transfers(&tx, &writes.transfers).map_err(internal)?;
@@ -2068,9 +2120,8 @@ fn catch_up(
         state.dirty.extend_from_slice(&touched);
         record_replication(&tx, state).map_err(internal)?;
         tx.commit().map_err(internal)?;
-        changed.extend(touched);
+        Ok(touched)
     }
-    Ok(changed)
 }
 
 struct SnapshotProgress {

@@ -866,3 +866,75 @@ async fn a_deleted_replica_is_rebuilt_from_the_log_with_identical_state() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Sends a keyed request until it succeeds (a bounded number of times), as a client would.
+async fn until_applied(store: &dyn Store, request: Request) -> Outcome {
+    for _ in 0..50 {
+        match store.execute(request.clone()).await {
+            Ok(outcome) => return outcome,
+            Err(error) => {
+                assert!(matches!(error, StoreError::Internal(_)), "only the outage may refuse it: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    panic!("the request never succeeded after the database came back")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_ride_out_dropped_connections_and_an_unreachable_database() {
+    let harness = Harness::postgres();
+    let database = harness.postgres.as_ref().expect("postgres");
+    let clock = ManualClock::at(1_000);
+    let a = harness.open_as("a", clock.clone(), None).expect("node a opens");
+    let b = harness.open_as("b", clock.clone(), None).expect("node b opens");
+    let alice = create_account(&a, AccountKind::User, "alice", None).await;
+    let bob = create_account(&a, AccountKind::User, "bob", None).await;
+    deposit(&a, alice, 1_000).await;
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        database.name()
+    );
+
+    // Every connection of both nodes is cut: the next writes reconnect, each applied once.
+    support::admin(&terminate);
+    let pay = |n: u128| {
+        keyed(
+            Command::Transfer { from: alice, to: bob, amount: Amount(n) },
+            alice,
+            &format!("pay-{n}"),
+            &format!("pay {n}"),
+        )
+    };
+    until_applied(&a, pay(1)).await;
+    until_applied(&b, pay(2)).await;
+
+    // The database refuses every connection for a while: writes fail with a clear error and change
+    // nothing; reads are still served from the replicas.
+    support::admin(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", database.name()));
+    support::admin(&terminate);
+    for node in [&a, &b] {
+        for _ in 0..3 {
+            let refused = node.execute(pay(100)).await;
+            assert!(
+                matches!(&refused, Err(StoreError::Internal(message)) if message.contains("unreachable")),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(balance(node, alice).await, (997, 0), "nothing applied during the outage");
+    }
+    support::admin(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", database.name()));
+
+    // Back: the retried request applies once, through either node, and the nodes agree.
+    until_applied(&b, pay(100)).await;
+    until_applied(&a, pay(100)).await;
+    a.sync().await.expect("sync");
+    b.sync().await.expect("sync");
+    for node in [&a, &b] {
+        assert_eq!(balance(node, alice).await, (897, 0));
+        assert_eq!(balance(node, bob).await, (103, 0));
+    }
+    assert_nodes_agree(database, &[&a, &b]).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -21,6 +21,16 @@ fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> 
     std::thread::spawn(work).join().expect("postgres helper thread")
 }
 
+/// Runs SQL as the server's administrator, on the `postgres` database.
+pub fn admin(sql: &str) {
+    let (server, sql) = (postgres_server(), sql.to_owned());
+    off_runtime(move || {
+        let mut client =
+            postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls).expect("connect");
+        client.batch_execute(&sql).expect("admin statement");
+    });
+}
+
 /// A database of its own for one test, dropped (with any connections left) when the test ends.
 pub struct PgDatabase {
     pub url: String,
@@ -45,6 +55,11 @@ impl PgDatabase {
             client.batch_execute(&format!("CREATE DATABASE {create}")).expect("create test database");
         });
         PgDatabase { url: format!("{server}/{name}"), name }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Runs a query on the database and returns the first column of every row as text.
