@@ -42,6 +42,8 @@ CREATE TABLE cluster (
 CREATE TABLE log_batches (
     seq bigint PRIMARY KEY CHECK (seq > 0),
     node text NOT NULL,
+    -- The Tributary version that decided the batch: replay is only exact on the same code.
+    version text NOT NULL,
     at_ms bigint NOT NULL,
     requests integer NOT NULL,
     -- The batch's requests, JSON.
@@ -84,6 +86,9 @@ SELECT account AS id,
     sum(credits_pending)::numeric(39,0) AS credits_pending
 FROM moves GROUP BY account;
 "#];
+
+/// This build's version, written with every batch.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The message whose signature identifies the receipt key (see the module notes).
 const KEY_PROBE_MESSAGE: &[u8] = b"tributary-cluster-receipt-key-probe-v1";
@@ -169,10 +174,11 @@ impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
         Ok(Statements {
             read_after: client
-                .prepare("SELECT seq, at_ms, body FROM log_batches WHERE seq > $1 ORDER BY seq LIMIT $2")?,
+                .prepare("SELECT seq, at_ms, body, version FROM log_batches WHERE seq > $1 ORDER BY seq LIMIT $2")?,
             append: client.prepare(
                 "WITH batch AS ( \
-                     INSERT INTO log_batches (seq, node, at_ms, requests, body) VALUES ($1, $2, $3, $4, $5) \
+                     INSERT INTO log_batches (seq, node, at_ms, requests, body, version) \
+                     VALUES ($1, $2, $3, $4, $5, $14) \
                      RETURNING seq) \
                  INSERT INTO transfers (id, seq, kind, debit_account, credit_account, amount, pending_id, \
                      expires_at_ms, created_at_ms) \
@@ -318,6 +324,7 @@ impl LogTransaction<'_> {
                     &pending,
                     &expires,
                     &created,
+                    &VERSION,
                 ],
             )
             .map_err(log_error)?;
@@ -353,6 +360,15 @@ fn read_after(
         let seq: i64 = row.get(0);
         let at_ms: i64 = row.get(1);
         let body: &[u8] = row.get(2);
+        let version: &str = row.get(3);
+        if version != VERSION {
+            // Another version may decide a command differently; applying its batches here could
+            // make this replica disagree with the node that wrote them.
+            return Err(StoreError::Internal(format!(
+                "log batch {seq} was written by Tributary {version} and this node runs {VERSION}: every node \
+                 on one database must run the same version (stop them all to upgrade)"
+            )));
+        }
         let requests = serde_json::from_slice(body)
             .map_err(|e| StoreError::Internal(format!("log batch {seq} is unreadable: {e}")))?;
         batches.push(LoggedBatch { seq: seq as u64, at_ms: at_ms as u64, requests });

@@ -938,3 +938,19 @@ async fn nodes_ride_out_dropped_connections_and_an_unreachable_database() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_never_replays_batches_another_version_decided() {
+    let harness = Harness::postgres();
+    let database = harness.postgres.as_ref().expect("postgres");
+    let clock = ManualClock::at(1_000);
+    let a = harness.open_as("a", clock.clone(), None).expect("node a opens");
+    let alice = create_account(&a, AccountKind::User, "alice", None).await;
+    deposit(&a, alice, 10).await;
+    // As if a node of another version had written the latest batch.
+    database.query_text("UPDATE log_batches SET version = '0.0.0-other' WHERE seq = (SELECT max(seq) FROM log_batches) RETURNING ''");
+    let refused =
+        harness.open_as("b", clock.clone(), None).expect_err("a node that would replay it is refused");
+    assert!(refused.to_string().contains("same version"), "{refused}");
+    a.shutdown().await;
+}
