@@ -9,6 +9,10 @@
 //!
 //! Readers use their own connections; WAL lets them read the last committed state while the
 //! writer works.
+//!
+//! The same store is also a PostgreSQL node's replica (`open_postgres`, see `postgres.rs`): there
+//! the writer appends each batch to the shared log, after applying what other nodes appended,
+//! before committing it here, and applies other nodes' batches while idle.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
