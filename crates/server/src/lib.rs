@@ -263,9 +263,12 @@ pub async fn ensure_operator(store: &dyn Store) -> Result<Option<(AccountId, Str
         payout_address: None,
         api_key_hash,
     };
-    match store.execute(command.into()).await? {
-        Outcome::AccountCreated(id) => Ok(Some((id, key))),
-        other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+    match store.execute(command.into()).await {
+        Ok(Outcome::AccountCreated(id)) => Ok(Some((id, key))),
+        Ok(other) => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+        // Another node on the same database made the operator first (nodes started together).
+        Err(StoreError::Invalid(_)) if store.operator().await?.is_some() => Ok(None),
+        Err(error) => Err(error),
     }
 }
 

@@ -453,3 +453,32 @@ async fn two_nodes_on_one_database_keep_the_money_exact_through_races_and_a_kill
     let version = indexed(&a, &datanet, accepted).await;
     assert_eq!(indexed(&b, &datanet, accepted).await, version, "seed {seed}");
 }
+
+/// Nodes of a new deployment usually start at once: on an empty database exactly one of them makes
+/// the operator, the others start all the same, and the one operator key works on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_together_on_an_empty_database_make_one_operator() {
+    let database = PgDatabase::create("together");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ["--store", database.url.as_str()];
+    let dirs: Vec<std::path::PathBuf> = (0..3).map(|n| dir.path().join(format!("node{n}"))).collect();
+    for data in &dirs {
+        std::fs::create_dir_all(data).expect("data dir");
+        // The receipt key every node of the deployment is given.
+        std::fs::write(data.join("node.key"), "11".repeat(32)).expect("node key");
+    }
+    let nodes: Vec<Node> = std::thread::scope(|scope| {
+        let starting: Vec<_> =
+            dirs.iter().map(|data| scope.spawn(|| Node::start_sharing(data, &store))).collect();
+        starting.into_iter().map(|node| node.join().expect("a node starts")).collect()
+    });
+    let keys: Vec<&str> =
+        nodes.iter().map(|node| node.operator_key.as_str()).filter(|key| !key.is_empty()).collect();
+    assert_eq!(keys.len(), 1, "exactly one node made the operator and wrote its key");
+    for node in &nodes {
+        let (status, ledger) = node.call("GET", "/v1/ledger", Some(keys[0]), None).await;
+        assert_eq!(status, 200, "{ledger}");
+        assert_eq!(ledger["balanced"], true);
+    }
+    assert_eq!(database.query("SELECT count(*) FROM log_batches"), "1", "one operator account, one batch");
+}

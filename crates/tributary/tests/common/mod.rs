@@ -26,32 +26,21 @@ impl Node {
 
     /// Like [`Node::start`], with extra environment variables for the node.
     pub fn start_with_env(data: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["serve", "--data"])
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra_args)
-            .env("TRIBUTARY_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the tributary binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(address) = line.strip_prefix("tributary listening on ") {
-                    let _ = sender.send(address.to_owned());
-                }
-            }
-        });
-        let base = receiver.recv_timeout(Duration::from_secs(30)).expect("the node reports its address");
+        let (child, base) = spawn(data, extra_args, env);
         let operator_key = std::fs::read_to_string(data.join("operator.key"))
             .expect("the operator key file exists")
             .trim()
             .to_owned();
+        Node { child, base, data: data.to_owned(), operator_key, http: reqwest::Client::new() }
+    }
+
+    /// Like [`Node::start`], for a node that may not hold the operator's key (another node on its
+    /// database made the operator): `operator_key` is then empty.
+    pub fn start_sharing(data: &Path, extra_args: &[&str]) -> Node {
+        let (child, base) = spawn(data, extra_args, &[]);
+        let operator_key = std::fs::read_to_string(data.join("operator.key"))
+            .map(|key| key.trim().to_owned())
+            .unwrap_or_default();
         Node { child, base, data: data.to_owned(), operator_key, http: reqwest::Client::new() }
     }
 
@@ -151,6 +140,33 @@ impl Node {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");
     }
+}
+
+/// Starts `tributary serve` on `data` and waits until it reports the address it listens on.
+fn spawn(data: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["serve", "--data"])
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra_args)
+        .env("TRIBUTARY_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the tributary binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(address) = line.strip_prefix("tributary listening on ") {
+                let _ = sender.send(address.to_owned());
+            }
+        }
+    });
+    let base = receiver.recv_timeout(Duration::from_secs(30)).expect("the node reports its address");
+    (child, base)
 }
 
 impl Drop for Node {
