@@ -7,7 +7,7 @@ pub mod sqlite;
 pub mod state;
 pub mod store;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, seed_replica};
 pub use store::{Command, Outcome, Request, Store, StoreError};
 
 /// Where the store reads the time. The ledger state machine itself never reads a clock; the writer

@@ -454,6 +454,48 @@ impl SqliteStore {
     }
 }
 
+/// Copies a PostgreSQL node's replica into `into` (another node's replica directory) as one
+/// consistent snapshot, safe while the node runs: the new node then replays only the log after it
+/// instead of all of it. Returns the snapshot's path and the last log batch it holds.
+pub fn seed_replica(replicas: &Path, into: &Path) -> Result<(PathBuf, u64), StoreError> {
+    let source = std::fs::read_dir(replicas)
+        .map_err(|e| internal(format!("reading {}: {e}", replicas.display())))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("replica-") && n.ends_with(".db"))
+        })
+        .ok_or_else(|| StoreError::Invalid(format!("{} holds no replica", replicas.display())))?;
+    let name = source.file_name().expect("a file name").to_owned();
+    std::fs::create_dir_all(into).map_err(|e| internal(format!("creating {}: {e}", into.display())))?;
+    let target = into.join(&name);
+    if target.exists() {
+        return Err(StoreError::Conflict(format!(
+            "{} exists; a replica is never overwritten",
+            target.display()
+        )));
+    }
+    let conn = Connection::open(&source).map_err(internal)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(internal)?;
+    // One read transaction: the copy is the replica as of one commit, even while its node writes.
+    let partial = into.join(format!(".{}.partial", name.to_string_lossy()));
+    let _ = std::fs::remove_file(&partial);
+    conn.execute("VACUUM INTO ?1", [partial.to_string_lossy()]).map_err(internal)?;
+    let copy = Connection::open(&partial).map_err(internal)?;
+    let applied: i64 = copy
+        .query_row("SELECT applied_seq FROM replication", [], |row| row.get(0))
+        .optional()
+        .map_err(internal)?
+        .ok_or_else(|| {
+            StoreError::Invalid(format!("{} is not a replica of a PostgreSQL log", source.display()))
+        })?;
+    drop(copy);
+    std::fs::rename(&partial, &target).map_err(internal)?;
+    Ok((target, applied as u64))
+}
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.shutdown_blocking();

@@ -954,3 +954,38 @@ async fn a_node_never_replays_batches_another_version_decided() {
     assert!(refused.to_string().contains("same version"), "{refused}");
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_seeded_from_a_running_nodes_replica_replays_only_the_log_after_it() {
+    let harness = Harness::postgres();
+    let database = harness.postgres.as_ref().expect("postgres");
+    let clock = ManualClock::at(1_000);
+    let a = harness.open_as("a", clock.clone(), None).expect("node a opens");
+    let alice = create_account(&a, AccountKind::User, "alice", None).await;
+    let bob = create_account(&a, AccountKind::User, "bob", None).await;
+    deposit(&a, alice, 1_000).await;
+    let pay = |n: u128| Command::Transfer { from: alice, to: bob, amount: Amount(n) };
+    for n in 1..=20 {
+        a.execute(pay(n).into()).await.expect("transfer");
+    }
+    let (seed, seeded_through) =
+        tributary_ledger::seed_replica(&harness.dir.path().join("a"), &harness.dir.path().join("c"))
+            .expect("a running node's replica is copied");
+    assert!(seed.exists());
+    let again = tributary_ledger::seed_replica(&harness.dir.path().join("a"), &harness.dir.path().join("c"));
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "an existing replica is never overwritten");
+    for n in 21..=30 {
+        a.execute(pay(n).into()).await.expect("transfer");
+    }
+    // Make every batch the snapshot holds unreadable: a node that replayed them would fail.
+    database.query_text(&format!(
+        "UPDATE log_batches SET body = 'not json' WHERE seq <= {seeded_through} RETURNING ''"
+    ));
+    let c = harness.open_as("c", clock.clone(), None).expect("the seeded node opens from its snapshot");
+    assert_eq!(balance(&c, alice).await, (1_000 - (1..=30).sum::<u128>(), 0));
+    assert_eq!(c.stats().log_applied, a.stats().log_applied);
+    let fresh = harness.open_as("d", clock.clone(), None);
+    assert!(fresh.is_err(), "without a seed the whole log is replayed, and here it is unreadable");
+    a.shutdown().await;
+    c.shutdown().await;
+}

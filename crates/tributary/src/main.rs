@@ -129,6 +129,11 @@ enum Commands {
         #[command(subcommand)]
         action: IndexCommand,
     },
+    /// Nodes on PostgreSQL: seed a new node's replica from an existing node's.
+    Replica {
+        #[command(subcommand)]
+        action: ReplicaCommand,
+    },
     /// Which contributions a text came from (spans and shares), through a running node.
     Attribute {
         #[command(flatten)]
@@ -478,6 +483,20 @@ enum IndexCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum ReplicaCommand {
+    /// Copy a node's replica (safe while it runs) and its receipt key into a new node's data
+    /// directory, so that the new node replays only the log after the copy instead of all of it.
+    Seed {
+        /// The existing node's data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new node's data directory.
+        #[arg(long)]
+        into: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum BenchCommand {
     /// Durable transfers per second: embedded store at batch sizes 1, 100, 8190, a plain SQLite
     /// loop as the baseline, and transfers through the HTTP API with concurrent clients.
@@ -758,6 +777,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             IndexCommand::Status { data } => index_cli::status(&data).await,
             IndexCommand::Verify { data } => index_cli::verify(&data).await,
         },
+        Commands::Replica { action: ReplicaCommand::Seed { from, into } } => seed_replica(&from, &into),
         Commands::Attribute { node, datanets, model, file, json } => {
             index_cli::attribute(&node.client()?, &datanets, model.as_deref(), &file, json).await
         }
@@ -905,4 +925,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `tributary replica seed`: the replica and, unless the new node has one, the receipt key.
+fn seed_replica(from: &std::path::Path, into: &std::path::Path) -> anyhow::Result<()> {
+    let (path, through) =
+        tributary_ledger::seed_replica(&from.join(node::REPLICA_DIR), &into.join(node::REPLICA_DIR))?;
+    let key = into.join(node::NODE_KEY_FILE);
+    if !key.exists() {
+        std::fs::copy(from.join(node::NODE_KEY_FILE), &key)
+            .with_context(|| format!("copying {}", from.join(node::NODE_KEY_FILE).display()))?;
+    }
+    println!("seeded {} through log batch {through}; start the node with the same --store", path.display());
+    Ok(())
 }

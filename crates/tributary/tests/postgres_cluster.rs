@@ -437,6 +437,25 @@ async fn two_nodes_on_one_database_keep_the_money_exact_through_races_and_a_kill
     let epochs_a = get(&a, "/v1/epochs").await;
     assert_eq!(get(&b, "/v1/epochs").await, epochs_a);
 
+    // A third node seeded from A's replica while A runs serves the same books at once.
+    let c_dir = dir.path().join("c");
+    let (code, _, stderr) = a.cli(
+        None,
+        &[
+            "replica",
+            "seed",
+            "--from",
+            a.data.to_str().expect("utf-8"),
+            "--into",
+            c_dir.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::copy(a.data.join("operator.key"), c_dir.join("operator.key")).expect("operator key");
+    let c = Node::start(&c_dir, &store);
+    assert_eq!(get(&c, "/v1/ledger").await, ledger_a);
+    assert_eq!(get(&c, "/v1/epochs").await, epochs_a);
+
     // A contribution through B reaches both indexes, which agree again.
     let (status, _) = b
         .call(
