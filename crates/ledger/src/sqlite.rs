@@ -210,6 +210,11 @@ CREATE TABLE replication (
     at_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- How many times a contribution of the datanet already stored changed status (a review, an
+-- upheld dispute): what an index that appends new contributions would otherwise miss.
+ALTER TABLE datanets ADD COLUMN status_changes INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 enum Message {
@@ -676,6 +681,18 @@ impl Store for SqliteStore {
                 })
                 .map_err(internal)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn status_changes(&self, datanet: DatanetId) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            conn.query_row("SELECT status_changes FROM datanets WHERE id = ?1", [datanet.0 as i64], |row| {
+                row.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|changes| changes.unwrap_or(0) as u64)
+            .map_err(internal)
         })
         .await
     }

@@ -617,6 +617,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<IndexableContribution>, StoreError>;
     /// How many accepted contributions of a datanet have ids above `after`.
     async fn count_accepted_after(&self, datanet: DatanetId, after: u64) -> Result<u64, StoreError>;
+    /// How many times a stored contribution of the datanet changed status (review decisions,
+    /// upheld disputes): an index that only appends compares it to notice the others.
+    async fn status_changes(&self, datanet: DatanetId) -> Result<u64, StoreError>;
     async fn models(&self) -> Result<Vec<Model>, StoreError>;
     /// The validators' stakes in a datanet, by validator id.
     async fn stakes(&self, datanet: DatanetId) -> Result<Vec<StakeRecord>, StoreError>;

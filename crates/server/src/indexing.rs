@@ -162,6 +162,10 @@ struct Built {
     /// When the background loop next checks the accepted contributions below the last indexed
     /// (`None`: at its next refresh).
     next_status_check: Option<Instant>,
+    /// The store's count of status changes in the datanet when `ids` was known to be right
+    /// (`None`: not yet known). Any status change made by any node bumps it, so a difference
+    /// means the indexed contributions must be read again.
+    status_changes: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -206,7 +210,7 @@ impl Built {
                 groups.push(Group { range, segments });
             }
         }
-        Built { ids, groups, next_status_check: None }
+        Built { ids, groups, next_status_check: None, status_changes: None }
     }
 
     /// Every indexed contribution is in a trusted group.
@@ -356,7 +360,13 @@ impl IndexManager {
         let mut builds = self.build.lock().await;
         let built = builds.entry(datanet).or_default();
         let invalidated = self.stale.lock().expect("stale lock").remove(&datanet);
-        let mut reread = invalidated || built.ids.is_empty();
+        // Read before the contributions, so that a change made while they are read is seen next time.
+        let status_changes = self.store.status_changes(datanet).await?;
+        let changed_elsewhere = built.status_changes.is_some_and(|seen| seen != status_changes);
+        let mut reread = invalidated || built.ids.is_empty() || changed_elsewhere;
+        if changed_elsewhere {
+            tracing::info!(%datanet, "a contribution changed status; reading the accepted ones again");
+        }
         if !reread && (check_status || built.status_check_due()) {
             reread = self.accepted_below_changed(datanet, built).await?;
             if reread {
@@ -377,6 +387,7 @@ impl IndexManager {
                 && built.follows_layout(block)
                 && (!reread || current.segments.is_empty() && target == 0)
             {
+                built.status_changes = Some(status_changes);
                 return Ok(current);
             }
             match self.rebuild(datanet, built, target, !reread).await {
@@ -384,6 +395,7 @@ impl IndexManager {
                     let next_status_check = built.next_status_check;
                     *built = next;
                     built.next_status_check = next_status_check;
+                    built.status_changes = Some(status_changes);
                     reread = false;
                 }
                 Ok(None) => {

@@ -355,3 +355,54 @@ async fn wait_for_version(manager: &IndexManager, datanet: DatanetId, version: &
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Two status changes inside one group that leave every count as it was (one older contribution
+/// accepted, another removed) are found all the same: every status change bumps the datanet's
+/// counter in the store, whichever node made it.
+#[tokio::test]
+async fn a_swap_inside_one_group_is_found_by_the_status_change_counter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("shared.db"), Arc::new(SystemClock)).expect("store"));
+    let owner = account(store.as_ref(), "owner").await;
+    let author = account(store.as_ref(), "author").await;
+    let disputer = account(store.as_ref(), "disputer").await;
+    let datanet = datanet(store.as_ref(), owner, AcceptancePolicy::Review).await;
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let (id, _) = contribute(store.as_ref(), datanet, author, 100 + n).await;
+        ids.push(id);
+        if n != 1 {
+            let review =
+                Command::Vote { validator: owner, contribution: id, approve: true, reason: "ok".into() };
+            store.execute(review.into()).await.expect("accepted");
+        }
+    }
+    let this_node = open_manager(&dir.path().join("this"), &store).await;
+    this_node.refresh(datanet).await.expect("refresh");
+    let before = snapshot(&this_node, datanet).await;
+    assert_eq!(before.2, 9);
+    assert_eq!(store.status_changes(datanet).await.expect("read"), 9, "each review counts");
+
+    // Both inside the first group of 8: the counts up to each group's end do not move.
+    let review = Command::Vote { validator: owner, contribution: ids[1], approve: true, reason: "ok".into() };
+    store.execute(review.into()).await.expect("accepted");
+    let open =
+        Command::OpenDispute { disputer, contribution: ids[3], evidence: Some(ids[0]), claim: String::new() };
+    let Ok(Outcome::DisputeOpened(dispute)) = store.execute(open.into()).await else { panic!("dispute") };
+    store
+        .execute(Command::DisputeVote { validator: owner, dispute, uphold: true }.into())
+        .await
+        .expect("upheld");
+    assert_eq!(store.count_accepted_after(datanet, 0).await.expect("count"), 9);
+
+    this_node.refresh(datanet).await.expect("refresh");
+    let after = snapshot(&this_node, datanet).await;
+    assert_ne!(after.0, before.0, "the swap was noticed");
+    assert!(after.3.iter().any(|(c, _)| *c == ids[1].0));
+    assert!(!after.3.iter().any(|(c, _)| *c == ids[3].0));
+    let fresh = open_manager(&dir.path().join("fresh"), &store).await;
+    fresh.refresh(datanet).await.expect("refresh");
+    assert_eq!(snapshot(&fresh, datanet).await, after, "same as built from scratch");
+    store.shutdown().await;
+}

@@ -605,6 +605,11 @@ fn update_contribution(
             reason,
             serde_json::to_string(findings).expect("findings serialize")
         ])?;
+    tx.prepare_cached(
+        "UPDATE datanets SET status_changes = status_changes + 1 \
+         WHERE id = (SELECT datanet FROM contributions WHERE id = ?1)",
+    )?
+    .execute([id.0 as i64])?;
     Ok(())
 }
 
