@@ -909,7 +909,7 @@ impl Store for SqliteStore {
 
     async fn ledger_summary(&self) -> Result<LedgerSummary, StoreError> {
         self.read(|conn| {
-            let state = load_ledger(conn)?;
+            let (state, _) = load_ledger(conn)?;
             state.check_invariants().map_err(internal)?;
             let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).map_err(internal);
             Ok(LedgerSummary {
@@ -1138,8 +1138,9 @@ fn insert_account(
 /// balances after transfer `snapshot_through`, written in bulk now and then (see the writer). So:
 /// replay the history up to the snapshot point and require it to equal the snapshot exactly (a
 /// pair assertion: a tampered or corrupted balance is refused, never served), then replay the rest
-/// to reach the current state, whose pending holds must equal the `holds` table.
-fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
+/// to reach the current state, whose pending holds must equal the `holds` table. Also returns the
+/// accounts the rest changed: their rows are behind the state, and the next snapshot must write them.
+fn load_ledger(conn: &Connection) -> Result<(LedgerState, Vec<AccountId>), StoreError> {
     // One read transaction, so every query below sees the same committed state.
     let tx = conn.unchecked_transaction().map_err(internal)?;
     let snapshot_through: i64 = tx
@@ -1175,16 +1176,22 @@ fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
         }
         Ok(())
     };
+    let mut changed_since_snapshot = Vec::new();
     let mut statement = tx.prepare(&format!("{TRANSFER_SELECT} ORDER BY id")).map_err(internal)?;
     let mut rows = statement.query([]).map_err(internal)?;
     while let Some(row) = rows.next().map_err(internal)? {
         let transfer = transfer_from_row(row).map_err(internal)??;
-        if !compared && transfer.id.0 as i64 > snapshot_through {
-            compare(&replay)?;
-            compared = true;
+        if transfer.id.0 as i64 > snapshot_through {
+            if !compared {
+                compare(&replay)?;
+                compared = true;
+            }
+            changed_since_snapshot.extend([transfer.debit, transfer.credit]);
         }
         replay.apply(&transfer).map_err(internal)?;
     }
+    changed_since_snapshot.sort_unstable();
+    changed_since_snapshot.dedup();
     if !compared {
         compare(&replay)?;
     }
@@ -1211,7 +1218,7 @@ fn load_ledger(conn: &Connection) -> Result<LedgerState, StoreError> {
         return Err(violation("pending holds differ".into()));
     }
     state.check_invariants().map_err(internal)?;
-    Ok(state)
+    Ok((state, changed_since_snapshot))
 }
 
 /// What the writer keeps in memory besides the ledger.
@@ -1244,7 +1251,9 @@ struct WriterState {
 
 impl WriterState {
     fn load(conn: &Connection) -> Result<WriterState, StoreError> {
-        let ledger = load_ledger(conn)?;
+        // Accounts whose rows predate transfers after the snapshot: the next snapshot must write
+        // them, or it would move the watermark past changes their rows do not hold.
+        let (ledger, dirty) = load_ledger(conn)?;
         let next = |table: &str| -> Result<u64, StoreError> {
             conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {table}"), [], |row| {
                 row.get::<_, i64>(0)
@@ -1269,21 +1278,6 @@ impl WriterState {
         let snapshot_through = conn
             .query_row("SELECT snapshot_through FROM balance_watermark", [], |row| row.get::<_, i64>(0))
             .map_err(internal)? as u64;
-        // Accounts whose rows predate transfers after the snapshot: the next snapshot must write
-        // them, or it would move the watermark past changes their rows do not hold.
-        let mut dirty = Vec::new();
-        {
-            let mut statement = conn
-                .prepare("SELECT debit_account, credit_account FROM transfers WHERE id > ?1")
-                .map_err(internal)?;
-            let mut rows = statement.query([snapshot_through as i64]).map_err(internal)?;
-            while let Some(row) = rows.next().map_err(internal)? {
-                dirty.push(AccountId(row.get::<_, i64>(0).map_err(internal)? as u64));
-                dirty.push(AccountId(row.get::<_, i64>(1).map_err(internal)? as u64));
-            }
-        }
-        dirty.sort_unstable();
-        dirty.dedup();
         let last_receipt: Option<(i64, Vec<u8>)> = conn
             .query_row("SELECT id, hash FROM receipts ORDER BY id DESC LIMIT 1", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
@@ -1645,16 +1639,8 @@ impl Writer {
         for transfer in self.state.ledger.expire(now_ms) {
             record_transfer(&tx, &transfer, &mut writes)?;
         }
-        insert_transfers(&tx, &writes.transfers)?;
-        let mut touched = writes.touched;
-        touched.sort_unstable();
-        touched.dedup();
-        // Pair the writes with assertions: a broken invariant is a bug, so stop before committing it.
-        if let Err(violation) = self.state.ledger.check_accounts(&touched) {
-            panic!("refusing to commit a batch: {violation}");
-        }
+        let touched = record_batch(&tx, &mut self.state, &mut writes)?;
         debug_assert_eq!(self.state.ledger.check_invariants(), Ok(()));
-        self.state.dirty.extend_from_slice(&touched);
         let since_snapshot =
             (self.state.ledger.next_transfer_id() - 1).saturating_sub(self.state.snapshot_through);
         if since_snapshot >= BALANCE_SNAPSHOT_TRANSFERS {
@@ -2169,22 +2155,34 @@ fn apply_page(
     state: &mut WriterState,
     page: &[LoggedBatch],
 ) -> Result<Vec<AccountId>, StoreError> {
-    {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
-        let mut writes = BatchWrites::default();
-        for batch in page {
-            apply_logged(&tx, state, batch, &mut writes).map_err(internal)?;
-        }
-        insert_transfers(&tx, &writes.transfers).map_err(internal)?;
-        let mut touched = writes.touched;
-        touched.sort_unstable();
-        touched.dedup();
-        state.ledger.check_accounts(&touched).map_err(|violation| internal(violation.to_string()))?;
-        state.dirty.extend_from_slice(&touched);
-        record_replication(&tx, state).map_err(internal)?;
-        tx.commit().map_err(internal)?;
-        Ok(touched)
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
+    let mut writes = BatchWrites::default();
+    for batch in page {
+        apply_logged(&tx, state, batch, &mut writes).map_err(internal)?;
     }
+    let touched = record_batch(&tx, state, &mut writes).map_err(internal)?;
+    record_replication(&tx, state).map_err(internal)?;
+    tx.commit().map_err(internal)?;
+    Ok(touched)
+}
+
+/// Inserts a batch's transfers and returns the accounts it touched, in id order, checked against
+/// the ledger's rules and marked for the next balance snapshot.
+fn record_batch(
+    tx: &Transaction<'_>,
+    state: &mut WriterState,
+    writes: &mut BatchWrites,
+) -> rusqlite::Result<Vec<AccountId>> {
+    insert_transfers(tx, &writes.transfers)?;
+    let mut touched = std::mem::take(&mut writes.touched);
+    touched.sort_unstable();
+    touched.dedup();
+    // Pair the writes with assertions: a broken invariant is a bug, so stop before committing it.
+    if let Err(violation) = state.ledger.check_accounts(&touched) {
+        panic!("refusing to commit a batch: {violation}");
+    }
+    state.dirty.extend_from_slice(&touched);
+    Ok(touched)
 }
 
 struct SnapshotProgress {

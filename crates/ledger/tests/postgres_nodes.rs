@@ -15,13 +15,13 @@ use tributary_core::registry::{Account, AccountKind};
 use tributary_core::{AccountId, Amount, EvmAddress, ModelId, TransferId};
 use tributary_ledger::state::{Balances, LedgerError, Transfer, TransferKind};
 use tributary_ledger::store::{
-    EpochRecord, IdempotencyKey, LedgerSummary, NewReceipt, Payment, ReceiptRecord, ReceiptSigner,
+    EpochRecord, IdempotencyKey, LedgerSummary, NewReceipt, Payment, ReceiptRecord,
 };
 use tributary_ledger::{Clock, Command, Outcome, Request, SqliteStore, Store, StoreError};
 
 mod support;
 
-use support::{Harness, PgDatabase};
+use support::{Harness, KeyedSigner, PgDatabase};
 
 /// How long a test waits for something that should happen within milliseconds (an expiry, a
 /// replica catching up) before it gives up: generous, so that a slow machine never fails a test.
@@ -43,27 +43,6 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// A deterministic stand-in for the node's ed25519 key: what matters here is that the same key
-/// signs alike and a different key signs differently.
-struct KeyedSigner([u8; 32]);
-
-impl KeyedSigner {
-    fn with_key(key_byte: u8) -> Arc<dyn ReceiptSigner> {
-        Arc::new(KeyedSigner([key_byte; 32]))
-    }
-}
-
-impl ReceiptSigner for KeyedSigner {
-    fn sign(&self, hash: &[u8; 32]) -> [u8; 64] {
-        let first = blake3::keyed_hash(&self.0, hash);
-        let second = blake3::keyed_hash(&self.0, first.as_bytes());
-        let mut signature = [0u8; 64];
-        signature[..32].copy_from_slice(first.as_bytes());
-        signature[32..].copy_from_slice(second.as_bytes());
-        signature
     }
 }
 

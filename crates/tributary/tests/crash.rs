@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Node, account, balance};
+use common::{Node, Rng, account, balance};
 use serde_json::{Value, json};
 
 #[derive(Clone, Debug)]
@@ -28,17 +28,6 @@ struct Op {
     acknowledged: Option<String>,
     /// Read back after a restart that followed its acknowledgement.
     verified: bool,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 struct Accounts {

@@ -12,7 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Node, PgDatabase, account, deposit};
+use common::{Node, PgDatabase, Rng, account, deposit};
 use serde_json::{Value, json};
 
 const PSALMS: [&str; 3] = [
@@ -24,17 +24,6 @@ const INITIAL: u128 = 1_000_000_000;
 const ACCOUNTS: usize = 4;
 const WRITERS: usize = 4;
 const OPS_PER_WRITER: usize = 150;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn units(value: &Value) -> u128 {
     value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an amount: {value}"))

@@ -84,15 +84,24 @@ impl Drop for PgDatabase {
     }
 }
 
-/// The receipt signer of PostgreSQL nodes opened without one (every node there needs one): a
-/// deterministic stand-in for the node's ed25519 key.
-pub struct TestSigner;
+/// A deterministic stand-in for the node's ed25519 key: what matters here is that the same key
+/// signs alike and a different key signs differently. PostgreSQL nodes opened without a signer
+/// (every node there needs one) get key 7.
+pub struct KeyedSigner([u8; 32]);
 
-impl ReceiptSigner for TestSigner {
+impl KeyedSigner {
+    pub fn with_key(key_byte: u8) -> Arc<dyn ReceiptSigner> {
+        Arc::new(KeyedSigner([key_byte; 32]))
+    }
+}
+
+impl ReceiptSigner for KeyedSigner {
     fn sign(&self, hash: &[u8; 32]) -> [u8; 64] {
+        let first = blake3::keyed_hash(&self.0, hash);
+        let second = blake3::keyed_hash(&self.0, first.as_bytes());
         let mut signature = [0u8; 64];
-        signature[..32].copy_from_slice(blake3::keyed_hash(&[7; 32], hash).as_bytes());
-        signature[32..].copy_from_slice(blake3::hash(hash).as_bytes());
+        signature[..32].copy_from_slice(first.as_bytes());
+        signature[32..].copy_from_slice(second.as_bytes());
         signature
     }
 }
@@ -135,7 +144,7 @@ impl Harness {
         match &self.postgres {
             None => SqliteStore::open_with_signer(&self.dir.path().join("t.db"), clock, signer),
             Some(database) => {
-                let signer = signer.unwrap_or_else(|| Arc::new(TestSigner));
+                let signer = signer.unwrap_or_else(|| KeyedSigner::with_key(7));
                 SqliteStore::open_postgres(&database.url, &self.dir.path().join(node), node, clock, signer)
             }
         }

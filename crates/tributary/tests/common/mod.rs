@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A small seeded generator (xorshift64), so that a failing run replays with the same choices.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 pub struct Node {
     pub child: Child,
     pub base: String,
